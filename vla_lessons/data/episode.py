@@ -19,6 +19,8 @@ from vla_lessons.data.images import check_image
 def _stack_frames(name: str, frames) -> np.ndarray:
     """Stack a list of per-step arrays, naming the first step whose shape differs (ragged input)."""
     if isinstance(frames, np.ndarray):
+        if frames.ndim == 0 or len(frames) == 0:
+            raise ValueError(f"{name} is empty: an episode needs at least one step, got shape {frames.shape}")
         return frames
     if not isinstance(frames, (list, tuple)):
         raise TypeError(f"{name} must be a numpy array or a list of per-step arrays, "

@@ -16,9 +16,11 @@ as mp4 videos, so that frames are lossless and every rebuild is byte-identical::
       meta/episodes.jsonl                     episode_index -> length, task, success, seed
       meta/episodes_stats.jsonl               the same statistics, per episode
 
-Two additions to LeRobot v2.1, both of which a LeRobot reader ignores: ``stats.json`` carries
-``q01``/``q99`` (LeRobot added quantiles in v3.0; OpenVLA normalises actions with them), and
-``info.json`` has a ``"recording"`` section (how many expert episodes were tried and discarded).
+Additions to LeRobot v2.1, all of which a LeRobot reader ignores: ``stats.json`` carries
+``q01``/``q99`` (LeRobot added quantiles in v3.0; OpenVLA normalises actions with them);
+``info.json`` has ``"episodes_per_family"`` and a ``"recording"`` section (seeds, how many expert
+episodes were tried and how many failed ones were discarded); ``tasks.jsonl`` rows carry the task
+``"family"``; the frames have an ``observation.joints`` column next to ``observation.state``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ JOINTS_KEY = "observation.joints"
 ACTION_KEY = "action"
 #: Per-dimension vectors that get normalisation statistics.
 VECTOR_KEYS = (STATE_KEY, JOINTS_KEY, ACTION_KEY)
+
+#: The keys of a ``meta/episodes.jsonl`` row that the writer sets; other keys are episode metadata.
+EPISODE_KEYS = ("episode_index", "tasks", "length", "task_index", "family", "success", "seed")
 
 #: The shell command that (re)builds the course's datasets; every error message names it.
 BUILD_COMMAND = "python -m vla_lessons.build data"

@@ -2,6 +2,10 @@
 
 Introduced in lesson 01.
 
+:class:`DatasetWriter` takes one episode at a time (LeRobot's ``create`` / ``save_episode``
+pattern), so a recording of any length never holds more than one episode's frames in memory;
+:func:`write_dataset` writes a list of episodes in one call.
+
 The writer is deterministic: the same episodes give byte-identical files, in any process. It
 writes no wall-clock time or absolute path, orders everything by episode index, encodes frames
 with fixed PNG settings and writes each episode's parquet in a single row group with the
@@ -22,7 +26,7 @@ import numpy as np
 
 from vla_lessons.data.episode import Episode
 from vla_lessons.data.images import encode_png
-from vla_lessons.data.layout import (ACTION_KEY, CHUNKS_SIZE, CODEBASE_VERSION, DATA_PATH,
+from vla_lessons.data.layout import (ACTION_KEY, CHUNKS_SIZE, CODEBASE_VERSION, DATA_PATH, EPISODE_KEYS,
                                      EPISODES_PATH, EPISODES_STATS_PATH, IMAGE_KEY, INFO_PATH,
                                      JOINTS_KEY, STATE_KEY, STATS_PATH, TASKS_PATH,
                                      WRIST_IMAGE_KEY, episode_path)
@@ -31,67 +35,18 @@ from vla_lessons.data.stats import compute_stats, stats_to_json
 
 #: Rows per parquet row group: larger than any episode, so one episode is one row group.
 ROW_GROUP_SIZE = 10_000
-#: Keys of ``meta/episodes.jsonl`` that an episode's ``metadata`` may not override.
-_EPISODE_KEYS = ("episode_index", "tasks", "length", "task_index", "family", "success", "seed")
 
 
 @contextlib.contextmanager
 def _quiet_progress_bars():
     """Silence ``datasets``' progress bars for a moment, then restore the caller's setting."""
-    was_disabled = datasets.utils.tqdm.are_progress_bars_disabled()
+    was_disabled = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
         yield
     finally:
         if not was_disabled:
             datasets.enable_progress_bars()
-
-
-def _check_episodes(episodes) -> list[Episode]:
-    episodes = list(episodes)
-    if not episodes:
-        raise ValueError("write_dataset needs at least one episode")
-    for i, ep in enumerate(episodes):
-        if not isinstance(ep, Episode):
-            raise TypeError(f"episodes[{i}] must be a vla_lessons.data.Episode, got {type(ep).__name__}")
-    first = episodes[0]
-    want = (first.images.shape[1:], first.states.shape[1], first.joints.shape[1], first.actions.shape[1])
-    for i, ep in enumerate(episodes[1:], start=1):
-        got = (ep.images.shape[1:], ep.states.shape[1], ep.joints.shape[1], ep.actions.shape[1])
-        if got != want:
-            raise ValueError(f"episodes[{i}] has (image shape, state, joint, action dims) {got}, "
-                             f"expected {want} like episodes[0]: one dataset has one frame layout")
-    for i, ep in enumerate(episodes):
-        bad = [k for k in ep.metadata if k in _EPISODE_KEYS]
-        if bad:
-            raise ValueError(f"episodes[{i}].metadata may not set the reserved keys {bad}")
-        _check_json(ep.metadata, f"episodes[{i}].metadata")
-    return episodes
-
-
-def _check_json(obj, name: str) -> None:
-    try:
-        json.dumps(obj, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must hold JSON values (finite numbers, strings, lists, dicts): "
-                         f"{err}") from err
-
-
-def task_table(episodes: list[Episode]) -> list[dict]:
-    """The tasks of ``meta/tasks.jsonl``: one row per distinct instruction, in first-seen order.
-
-    Introduced in lesson 01. Each row is ``{"task_index", "task", "family"}``; an instruction
-    used by two families is an error (the task index would be ambiguous).
-    """
-    rows, family_of = [], {}
-    for ep in episodes:
-        if ep.instruction not in family_of:
-            family_of[ep.instruction] = ep.family
-            rows.append({"task_index": len(rows), "task": ep.instruction, "family": ep.family})
-        elif family_of[ep.instruction] != ep.family:
-            raise ValueError(f"instruction {ep.instruction!r} appears in families "
-                             f"{family_of[ep.instruction]!r} and {ep.family!r}")
-    return rows
 
 
 def _episode_columns(ep: Episode, episode_index: int, first_index: int, task_index: int,
@@ -113,7 +68,6 @@ def _episode_columns(ep: Episode, episode_index: int, first_index: int, task_ind
         "next.done": frame_index == T - 1,
         "next.success": ep.successes,
     }
-
 
 def _vector_stats(episodes: list[Episode]) -> dict:
     return {
@@ -149,86 +103,162 @@ def _prepare_target(root: Path, overwrite: bool) -> Path:
     return tmp
 
 
-def _write_all(tmp: Path, episodes: list[Episode], fps: int, robot_type: str,
-               names: dict | None, recording: dict) -> None:
-    """Write every file of the dataset into the folder ``tmp``."""
-    first = episodes[0]
-    features = frame_features(first.image_size, first.states.shape[1], first.joints.shape[1],
-                              first.actions.shape[1], names)
-    schema = hf_features(features)
-    tasks = task_table(episodes)
-    task_index = {row["task"]: row["task_index"] for row in tasks}
-    episode_rows, episode_stats, n_frames = [], [], 0
-    with _quiet_progress_bars():
-        for i, ep in enumerate(episodes):
-            columns = _episode_columns(ep, i, n_frames, task_index[ep.instruction], fps)
-            table = datasets.Dataset.from_dict(columns, features=schema)
-            path = tmp / episode_path(i)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            table.to_parquet(path, batch_size=ROW_GROUP_SIZE)
-            n_frames += len(ep)
-            episode_rows.append({"episode_index": i, "tasks": [ep.instruction], "length": len(ep),
-                                 "task_index": task_index[ep.instruction], "family": ep.family,
-                                 "success": ep.success, "seed": ep.seed, **ep.metadata})
-            episode_stats.append({"episode_index": i, "stats": stats_to_json(_vector_stats([ep]))})
-    per_family: dict[str, int] = {}
-    for ep in episodes:
-        per_family[ep.family] = per_family.get(ep.family, 0) + 1
-    info = {
-        "codebase_version": CODEBASE_VERSION,
-        "robot_type": robot_type,
-        "total_episodes": len(episodes),
-        "total_frames": n_frames,
-        "total_tasks": len(tasks),
-        "total_videos": 0,
-        "total_chunks": math.ceil(len(episodes) / CHUNKS_SIZE),
-        "chunks_size": CHUNKS_SIZE,
-        "fps": fps,
-        "splits": {"train": f"0:{len(episodes)}"},
-        "data_path": DATA_PATH,
-        "video_path": None,
-        "features": features,
-        "episodes_per_family": per_family,
-        "recording": recording,
-    }
-    _write_json(tmp / INFO_PATH, info)
-    _write_json(tmp / STATS_PATH, stats_to_json(_vector_stats(episodes)))
-    _write_jsonl(tmp / TASKS_PATH, tasks)
-    _write_jsonl(tmp / EPISODES_PATH, episode_rows)
-    _write_jsonl(tmp / EPISODES_STATS_PATH, episode_stats)
+def _check_json(obj, name: str) -> None:
+    try:
+        json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must hold JSON values (finite numbers, strings, lists, dicts): "
+                         f"{err}") from err
+
+
+def _frame_layout(ep: Episode) -> tuple:
+    return ep.images.shape[1:], ep.states.shape[1], ep.joints.shape[1], ep.actions.shape[1]
+
+
+class DatasetWriter:
+    """Write a dataset folder one episode at a time; nothing appears at ``root`` until ``finish``.
+
+    Introduced in lesson 01.
+
+        with DatasetWriter(root, fps=10) as writer:
+            for episode in episodes:
+                writer.add_episode(episode)
+            writer.finish(recording={...})
+
+    Args:
+        root: the dataset folder to create (see :mod:`vla_lessons.data.layout`).
+        fps: control rate in Hz; ``timestamp = frame_index / fps``.
+        robot_type: free text stored in ``info.json``.
+        names: optional dimension names per vector key (``"observation.state"``, ...).
+        overwrite: replace an existing dataset at ``root`` (never a folder that is not one).
+
+    Episodes are numbered 0, 1, 2... in the order they are added. Leaving the ``with`` block
+    without ``finish`` (or with an exception) deletes the partial files.
+    """
+
+    def __init__(self, root: str | Path, *, fps: int = 10, robot_type: str = "vla_lessons_tabletop",
+                 names: dict[str, list[str]] | None = None, overwrite: bool = False):
+        if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
+            raise ValueError(f"fps must be a positive int, got {fps!r}")
+        self.root, self.fps, self.robot_type, self.names = Path(root), int(fps), robot_type, names
+        self._tmp = _prepare_target(self.root, overwrite)
+        self._layout, self._features = None, None
+        self._tasks: list[dict] = []
+        self._episodes: list[dict] = []
+        self._episode_stats: list[dict] = []
+        self._vectors = {STATE_KEY: [], JOINTS_KEY: [], ACTION_KEY: []}
+        self._n_frames = 0
+        self._finished = False
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._finished:
+            self.abort()
+
+    def abort(self) -> None:
+        """Delete the partial files; the writer cannot be used afterwards."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._finished = True
+
+    def _check(self, ep: Episode) -> None:
+        i = len(self._episodes)
+        if self._finished:
+            raise RuntimeError("this DatasetWriter is finished; make a new one")
+        if not isinstance(ep, Episode):
+            raise TypeError(f"episode {i} must be a vla_lessons.data.Episode, got {type(ep).__name__}")
+        if self._layout is not None and _frame_layout(ep) != self._layout:
+            raise ValueError(f"episode {i} has (image shape, state, joint, action dims) {_frame_layout(ep)}, "
+                             f"expected {self._layout} like episode 0: one dataset has one frame layout")
+        bad = [k for k in ep.metadata if k in EPISODE_KEYS]
+        if bad:
+            raise ValueError(f"episode {i}: metadata may not set the reserved keys {bad}")
+        _check_json(ep.metadata, f"episode {i} metadata")
+        for row in self._tasks:
+            if row["task"] == ep.instruction and row["family"] != ep.family:
+                raise ValueError(f"instruction {ep.instruction!r} appears in families "
+                                 f"{row['family']!r} and {ep.family!r}")
+
+    def _task_index(self, ep: Episode) -> int:
+        """Index of the episode's instruction in ``tasks.jsonl`` (new ones append, first-seen order)."""
+        for row in self._tasks:
+            if row["task"] == ep.instruction:
+                return row["task_index"]
+        self._tasks.append({"task_index": len(self._tasks), "task": ep.instruction, "family": ep.family})
+        return len(self._tasks) - 1
+
+    def add_episode(self, ep: Episode) -> int:
+        """Encode and write one episode's parquet file; return its episode index."""
+        self._check(ep)
+        if self._layout is None:
+            self._layout = _frame_layout(ep)
+            self._features = frame_features(ep.image_size, *self._layout[1:], self.names)
+        i, task_index = len(self._episodes), self._task_index(ep)
+        path = self._tmp / episode_path(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _quiet_progress_bars():
+            datasets.Dataset.from_dict(_episode_columns(ep, i, self._n_frames, task_index, self.fps),
+                                       features=hf_features(self._features)).to_parquet(
+                path, batch_size=ROW_GROUP_SIZE)
+        self._n_frames += len(ep)
+        self._episodes.append({"episode_index": i, "tasks": [ep.instruction], "length": len(ep),
+                               "task_index": task_index, "family": ep.family, "success": ep.success,
+                               "seed": ep.seed, **ep.metadata})
+        self._episode_stats.append({"episode_index": i, "stats": stats_to_json(_vector_stats([ep]))})
+        for key, values in ((STATE_KEY, ep.states), (JOINTS_KEY, ep.joints), (ACTION_KEY, ep.actions)):
+            self._vectors[key].append(values)
+        return i
+
+    def _info(self, recording: dict) -> dict:
+        """The content of ``meta/info.json`` (LeRobot v2.1 keys, then the course's additions)."""
+        per_family: dict[str, int] = {}
+        for row in self._episodes:
+            per_family[row["family"]] = per_family.get(row["family"], 0) + 1
+        n = len(self._episodes)
+        return {
+            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
+            "total_episodes": n, "total_frames": self._n_frames, "total_tasks": len(self._tasks),
+            "total_videos": 0, "total_chunks": math.ceil(n / CHUNKS_SIZE), "chunks_size": CHUNKS_SIZE,
+            "fps": self.fps, "splits": {"train": f"0:{n}"}, "data_path": DATA_PATH, "video_path": None,
+            "features": self._features, "episodes_per_family": per_family, "recording": recording,
+        }
+
+    def finish(self, recording: dict | None = None) -> Path:
+        """Write ``meta/``, move the dataset into place at ``root`` and return ``root``.
+
+        ``recording``: JSON-able facts about how the episodes were made (seeds, attempts,
+        discarded episodes), stored as ``info.json["recording"]``.
+        """
+        if self._finished:
+            raise RuntimeError("this DatasetWriter is finished; make a new one")
+        if not self._episodes:
+            raise ValueError("a dataset needs at least one episode")
+        _check_json(recording or {}, "recording")
+        stats = {key: compute_stats(np.concatenate(chunks)) for key, chunks in self._vectors.items()}
+        _write_json(self._tmp / INFO_PATH, self._info(recording or {}))
+        _write_json(self._tmp / STATS_PATH, stats_to_json(stats))
+        _write_jsonl(self._tmp / TASKS_PATH, self._tasks)
+        _write_jsonl(self._tmp / EPISODES_PATH, self._episodes)
+        _write_jsonl(self._tmp / EPISODES_STATS_PATH, self._episode_stats)
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self._tmp.rename(self.root)
+        self._finished = True
+        return self.root
 
 
 def write_dataset(root: str | Path, episodes, *, fps: int = 10, robot_type: str = "vla_lessons_tabletop",
                   names: dict[str, list[str]] | None = None, recording: dict | None = None,
                   overwrite: bool = False) -> Path:
-    """Write ``episodes`` (a list of :class:`Episode`) as a dataset folder at ``root``.
+    """Write ``episodes`` (an iterable of :class:`Episode`) as a dataset folder at ``root``.
 
-    Introduced in lesson 01.
-
-    Args:
-        root: the dataset folder to create (see :mod:`vla_lessons.data.layout`).
-        episodes: the episodes, written in this order as episodes 0, 1, 2...
-        fps: control rate in Hz; ``timestamp = frame_index / fps``.
-        robot_type: free text stored in ``info.json``.
-        names: optional dimension names per vector key (``"observation.state"``, ...).
-        recording: JSON-able facts about how the episodes were made (seeds, attempts,
-            discarded episodes), stored as ``info.json["recording"]``.
-        overwrite: replace an existing dataset at ``root``.
-
-    Returns the path of the dataset. Raises ``ValueError`` for inconsistent episodes.
+    Introduced in lesson 01. The arguments are those of :class:`DatasetWriter` and its
+    ``finish``. Returns ``root``. Raises ``ValueError`` for inconsistent episodes, leaving nothing
+    behind.
     """
-    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
-        raise ValueError(f"fps must be a positive int, got {fps!r}")
-    episodes = _check_episodes(episodes)
     _check_json(recording or {}, "recording")
-    root = Path(root)
-    tmp = _prepare_target(root, overwrite)
-    try:
-        _write_all(tmp, episodes, int(fps), robot_type, names, recording or {})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if root.exists():
-        shutil.rmtree(root)
-    tmp.rename(root)
-    return root
+    with DatasetWriter(root, fps=fps, robot_type=robot_type, names=names, overwrite=overwrite) as writer:
+        for ep in episodes:
+            writer.add_episode(ep)
+        return writer.finish(recording)

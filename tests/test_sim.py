@@ -1,0 +1,386 @@
+"""Tests of the simulated tabletop (`vla_lessons.sim`): determinism, actions, tasks, expert, splits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vla_lessons.sim import (CONTROL_HZ, GENERALIZATION_AXES, JOINT_NAMES, SUBSTEPS, SceneConfig,
+                             ScriptedExpert, TabletopEnv, TaskSpec, instructions_for)
+from vla_lessons.sim import config as sim_config
+from vla_lessons.sim import kinematics, scene, tasks
+from vla_lessons.sim.tasks import ObjectState
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = TabletopEnv(SceneConfig(image_size=96))
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def fast_env():
+    e = TabletopEnv(SceneConfig(render_images=False))
+    yield e
+    e.close()
+
+
+def _hold(n):
+    return [np.array([0, 0, 0, 0, 0, 0, 1.0])] * n
+
+
+# ------------------------------------------------------------------ determinism and observations
+
+def test_reset_same_seed_gives_identical_images_and_states(env):
+    obs_a, _ = env.reset(seed=3, options={"task": "pick"})
+    step_a = env.step(_hold(1)[0])[0]
+    obs_b, _ = env.reset(seed=3, options={"task": "pick"})
+    step_b = env.step(_hold(1)[0])[0]
+    for key in ("image", "wrist_image", "state", "joints"):
+        np.testing.assert_array_equal(obs_a[key], obs_b[key])
+        np.testing.assert_array_equal(step_a[key], step_b[key])
+    assert obs_a["instruction"] == obs_b["instruction"]
+
+
+def test_different_seeds_give_different_scenes(env):
+    obs_a, info_a = env.reset(seed=1)
+    obs_b, info_b = env.reset(seed=2)
+    assert not np.array_equal(obs_a["image"], obs_b["image"])
+    assert not np.array_equal(obs_a["state"], obs_b["state"])
+
+
+def test_observation_shapes_dtypes_and_space(env):
+    obs, info = env.reset(seed=0, options={"task": "place"})
+    assert obs["image"].shape == (96, 96, 3) and obs["image"].dtype == np.uint8
+    assert obs["wrist_image"].shape == (96, 96, 3) and obs["wrist_image"].dtype == np.uint8
+    assert obs["state"].shape == (8,) and obs["state"].dtype == np.float32
+    assert obs["joints"].shape == (6,) and obs["joints"].dtype == np.float32
+    assert obs["state"][7] == 0.0 and obs["state"][6] == pytest.approx(1.0, abs=0.02)  # open
+    assert env.observation_space.contains(obs)
+    assert set(info) >= {"success", "task", "n_clipped", "tracked"}
+    assert info["tracked"] == ("x", "y", "z", "roll", "pitch") and info["untracked"] == ("yaw",)
+    assert obs["image"].std() > 10  # a real picture, not a blank buffer
+
+
+def test_render_images_false_has_no_image_keys(fast_env):
+    obs, _ = fast_env.reset(seed=0)
+    assert "image" not in obs and "wrist_image" not in obs
+    assert fast_env.observation_space.contains(obs)
+
+
+def test_control_rate_and_substeps():
+    assert CONTROL_HZ == 10
+    assert SUBSTEPS * sim_config.PHYSICS_DT == pytest.approx(1.0 / CONTROL_HZ)
+
+
+# ------------------------------------------------------------------ actions
+
+@pytest.mark.parametrize("bad", [
+    np.full(7, np.nan), np.array([0, 0, np.inf, 0, 0, 0, 1.0]), np.zeros(6), np.zeros((1, 7)),
+    "forward", [0, 0, 0, 0, 0, 0, None],
+])
+def test_bad_actions_raise_value_error(fast_env, bad):
+    fast_env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        fast_env.step(bad)
+
+
+def test_step_before_reset_and_after_the_end_raise():
+    e = TabletopEnv(render_images=False, max_steps=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        e.step(np.zeros(7))
+    e.reset(seed=0)
+    e.step(_hold(1)[0])
+    *_, truncated, _ = e.step(_hold(1)[0])
+    assert truncated
+    with pytest.raises(RuntimeError, match="reset"):
+        e.step(_hold(1)[0])
+    e.close()
+    e.close()  # twice is fine
+
+
+def test_clipping_is_counted_per_component_and_reset(fast_env):
+    _, info = fast_env.reset(seed=0)
+    assert info["n_clipped"] == 0
+    _, _, _, _, info = fast_env.step(np.array([0.1, 0, 0, 0, 0, 0, 1.0]))
+    assert info["n_clipped"] == 1
+    _, _, _, _, info = fast_env.step(np.array([0, -0.2, 0, 0.5, 0, 0, 1.5]))
+    assert info["n_clipped"] == 4
+    _, info = fast_env.reset(seed=0)
+    assert info["n_clipped"] == 0
+
+
+def test_unknown_task_and_option_raise_listing_the_known(fast_env):
+    with pytest.raises(ValueError, match="pick"):
+        fast_env.reset(seed=0, options={"task": "stack"})
+    with pytest.raises(ValueError, match="task"):
+        fast_env.reset(seed=0, options={"taks": "pick"})
+    with pytest.raises(ValueError):
+        fast_env.reset(seed=0, options={"task": 3})
+
+
+def test_ik_tracks_a_small_move(fast_env):
+    obs, _ = fast_env.reset(seed=0, options={"task": "pick"})
+    start = obs["state"].copy()
+    for action in [np.array([0.01, -0.01, 0.005, 0, 0, 0, 1.0])] * 3 + _hold(2):
+        obs, *_ = fast_env.step(action)
+    moved = obs["state"][:3] - start[:3]
+    np.testing.assert_allclose(moved, [0.03, -0.03, 0.015], atol=0.002)
+    assert abs(obs["state"][3] - start[3]) < 0.01 and abs(obs["state"][4] - start[4]) < 0.01
+
+
+def test_ik_rotation_deltas_move_roll_and_pitch(fast_env):
+    obs, _ = fast_env.reset(seed=0, options={"task": "pick"})
+    start = obs["state"].copy()
+    for action in [np.array([0, 0, 0, 0.1, -0.1, 0.3, 1.0])] * 2 + _hold(2):
+        obs, *_, info = fast_env.step(action)
+    assert obs["state"][3] - start[3] == pytest.approx(0.2, abs=0.02)
+    assert obs["state"][4] - start[4] == pytest.approx(-0.2, abs=0.02)
+    # yaw is not tracked: it stays the hand's azimuth
+    assert obs["state"][5] == pytest.approx(math.atan2(obs["state"][1], obs["state"][0]), abs=0.01)
+    np.testing.assert_allclose(obs["state"][:3], start[:3], atol=0.003)
+
+
+def test_dls_ik_reaches_reachable_targets(fast_env):
+    fast_env.reset(seed=0)
+    ik = kinematics.DLSIK(fast_env.model)
+    rng = np.random.default_rng(0)
+    q_home = np.array(scene.HOME_QPOS)
+    for _ in range(10):
+        q_true = q_home + rng.uniform(-0.3, 0.3, 5)
+        pos, rot = ik.forward(q_true)
+        q, pos_err, rot_err = ik.solve(q_home, pos, rot)
+        assert pos_err < 1e-3 and rot_err < 1e-2
+
+
+def test_euler_round_trip_and_joint_relation(fast_env):
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        e = rng.uniform([-2.5, -1.2, -3.0], [2.5, 1.2, 3.0])
+        np.testing.assert_allclose(kinematics.mat_to_euler(kinematics.euler_to_mat(*e)), e, atol=1e-9)
+    fast_env.reset(seed=0)
+    ik = kinematics.DLSIK(fast_env.model)
+    q = np.array([0.3, -0.2, 0.4, 0.6, 0.5])
+    _, rot = ik.forward(q)
+    roll, pitch, yaw = kinematics.mat_to_euler(rot)  # SO-101 signs: pan about -z, roll about -x
+    assert (roll, pitch, yaw) == pytest.approx((-0.5, 0.8, -0.3), abs=1e-6)
+
+
+def test_joint_mode_holds_still_and_validates():
+    e = TabletopEnv(render_images=False, action_mode="joint")
+    obs, _ = e.reset(seed=0)
+    assert e.action_space.shape == (6,)
+    for _ in range(3):
+        obs2, *_ = e.step(obs["joints"])
+    np.testing.assert_allclose(obs2["state"][:3], obs["state"][:3], atol=2e-3)
+    target = obs["joints"].copy()
+    target[0] += 0.2
+    for _ in range(3):
+        obs3, *_, info = e.step(target)
+    assert obs3["joints"][0] == pytest.approx(target[0], abs=0.01)
+    with pytest.raises(ValueError, match=r"\(6,\)"):
+        e.step(np.zeros(7))
+    _, _, _, _, info = e.step(np.array([5.0, 0, 0, 0, 0, 1.0]))
+    assert info["n_clipped"] == 1
+    e.close()
+
+
+# ------------------------------------------------------------------ tasks and success tests
+
+def _state(pos, start=(0.2, 0.0, 0.02), bottom=0.0, speed=0.0, touching=0):
+    return ObjectState(np.array(pos, float), np.array(start, float), bottom, speed, touching)
+
+
+def test_pick_success_needs_lifted_and_held():
+    task = TaskSpec("pick", "red", "cube")
+    assert tasks.is_success(task, _state([0.2, 0, 0.09], bottom=0.07, touching=2))
+    assert not tasks.is_success(task, _state([0.2, 0, 0.09], bottom=0.07, touching=1))
+    assert not tasks.is_success(task, _state([0.2, 0, 0.04], bottom=0.02, touching=2))
+
+
+def test_place_success_needs_resting_inside_and_released():
+    task = TaskSpec("place", "red", "cube", target="bowl")
+    bowl = (0.25, 0.1)
+    inside = [0.26, 0.11, 0.02]
+    assert tasks.is_success(task, _state(inside, bottom=0.005), bowl)
+    assert not tasks.is_success(task, _state(inside, bottom=0.005, touching=2), bowl)
+    assert not tasks.is_success(task, _state(inside, bottom=0.06), bowl)
+    assert not tasks.is_success(task, _state(inside, bottom=0.005, speed=0.2), bowl)
+    assert not tasks.is_success(task, _state([0.35, 0.1, 0.02], bottom=0.0), bowl)
+    with pytest.raises(ValueError):
+        tasks.is_success(task, _state(inside))
+
+
+def test_push_success_needs_displacement_along_the_direction():
+    left = TaskSpec("push", "blue", "ball", direction="left")
+    assert tasks.is_success(left, _state([0.2, 0.07, 0.02]))
+    assert not tasks.is_success(left, _state([0.2, -0.07, 0.02]))
+    assert not tasks.is_success(left, _state([0.28, 0.03, 0.02]))
+    assert not tasks.is_success(left, _state([0.2, 0.07, 0.1], bottom=0.08))
+    forward = TaskSpec("push", "blue", "ball", direction="forward")
+    assert tasks.is_success(forward, _state([0.27, 0.0, 0.02]))
+
+
+def test_taskspec_validation_and_phrasings():
+    with pytest.raises(ValueError, match="known"):
+        TaskSpec("stack", "red", "cube")
+    with pytest.raises(ValueError, match="colour"):
+        TaskSpec("pick", "pink", "cube")
+    with pytest.raises(ValueError, match="target"):
+        TaskSpec("place", "red", "cube")
+    with pytest.raises(ValueError, match="direction"):
+        TaskSpec("push", "red", "cube", direction="up")
+    with pytest.raises(ValueError):
+        TaskSpec("pick", "red", "cube", direction="left")
+    task = TaskSpec("place", "green", "ball", target="plate")
+    assert task.instruction == "put the green ball on the plate"
+    train, held = instructions_for(task, "train"), instructions_for(task, "heldout")
+    assert len(train) >= 3 and len(held) >= 2 and not set(train) & set(held)
+
+
+def test_zero_actions_do_not_succeed(fast_env):
+    for family in ("pick", "place", "push"):
+        fast_env.reset(seed=0, options={"task": family})
+        for action in _hold(5):
+            *_, terminated, _, info = fast_env.step(action)
+        assert not terminated and not info["success"]
+
+
+def test_fully_specified_task_is_used(fast_env):
+    spec = TaskSpec("push", "yellow", "cylinder", direction="backward", instruction="push it back")
+    obs, info = fast_env.reset(seed=5, options={"task": spec})
+    assert info["task"] is spec and obs["instruction"] == "push it back"
+    target = [o for o in fast_env.scene_objects() if o.is_target and o.kind == "object"]
+    assert len(target) == 1 and (target[0].colour, target[0].shape) == ("yellow", "cylinder")
+
+
+def test_scene_objects_ground_truth(fast_env):
+    fast_env.reset(seed=4, options={"task": "place"})
+    records = fast_env.scene_objects()
+    objects = [r for r in records if r.kind == "object"]
+    receptacles = [r for r in records if r.kind == "receptacle"]
+    assert objects[0].is_target and all(o.is_distractor for o in objects[1:])
+    assert len(receptacles) == 2 and sum(r.is_target for r in receptacles) == 1
+    combos = [(o.colour, o.shape) for o in objects]
+    assert len(set(combos)) == len(combos)  # the instruction names one object
+    for o in objects:
+        assert o.position.shape == (3,) and 0 < o.position[2] < 0.06 and min(o.size) > 0.015
+    pose = fast_env.gripper_pose()
+    assert pose.position.shape == (3,) and pose.euler.shape == (3,) and 0 <= pose.opening <= 1
+
+
+# ------------------------------------------------------------------ the expert
+
+@pytest.mark.parametrize("family", ["pick", "place", "push"])
+def test_expert_solves_each_family(fast_env, family):
+    expert = ScriptedExpert(fast_env)
+    wins = 0
+    for seed in range(20):
+        obs, _ = fast_env.reset(seed=1000 + seed, options={"task": family})
+        done = False
+        while not done:
+            action = expert.act(obs)
+            assert fast_env.action_space.contains(action)
+            obs, _, terminated, truncated, info = fast_env.step(action)
+            done = terminated or truncated
+        wins += terminated
+        assert info["n_clipped"] == 0
+    assert wins / 20 >= 0.95
+
+
+def test_expert_noise_is_seeded(fast_env):
+    runs = []
+    for _ in range(2):
+        expert = ScriptedExpert(fast_env, noise=0.002, seed=3)
+        obs, _ = fast_env.reset(seed=0, options={"task": "pick"})
+        runs.append([expert.act(obs)] + [expert.act(fast_env.step(expert.act(obs))[0]) for _ in range(3)])
+    np.testing.assert_array_equal(np.array(runs[0]), np.array(runs[1]))
+    with pytest.raises(ValueError):
+        ScriptedExpert(fast_env, noise=-1)
+
+
+# ------------------------------------------------------------------ configuration and splits
+
+@pytest.mark.parametrize("kwargs", [
+    {"split": "test"}, {"heldout": ("colour",)}, {"heldout": "visual"},
+    {"split": "heldout", "heldout": ("visual",)}, {"image_size": 64}, {"image_size": 300},
+    {"image_size": 128.0}, {"action_mode": "velocity"}, {"families": ("pick", "stack")},
+    {"families": ()}, {"max_steps": 0}, {"render_images": 1}, {"arm_init_noise": -0.1},
+])
+def test_scene_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        SceneConfig(**kwargs)
+
+
+def test_env_rejects_unknown_config_fields_and_render_modes():
+    with pytest.raises(ValueError, match="image_size"):
+        TabletopEnv(img_size=96)
+    with pytest.raises(ValueError, match="render_mode"):
+        TabletopEnv(render_images=False, render_mode="human")
+    with pytest.raises(TypeError):
+        TabletopEnv(config={"split": "train"})
+
+
+def test_axis_split_selection():
+    assert SceneConfig().axis_split("visual") == "train"
+    assert SceneConfig(split="heldout").axis_split("motion") == "heldout"
+    one = SceneConfig(heldout=("language",))
+    assert [one.axis_split(a) for a in GENERALIZATION_AXES] == ["train", "train", "train", "heldout", "train"]
+    with pytest.raises(ValueError):
+        one.axis_split("colour")
+
+
+def _draws(config, family, n=40):
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        task = tasks.sample_task(rng, family, config)
+        out.append((task, scene.sample_layout(rng, task, config)))
+    return out
+
+
+def _scale(obj):
+    return obj.size[0] / sim_config.NOMINAL_SIZE[obj.shape]
+
+
+def test_heldout_splits_differ_from_train():
+    train = _draws(SceneConfig(), "push") + _draws(SceneConfig(), "place")
+    for task, layout in train:
+        assert layout.table in sim_config.TRAIN_TABLES and len(layout.objects) - 1 <= 2
+        assert scene.in_region(layout.objects[0].position, (0.17, 0.25), 30.0)
+        assert all(0.9 <= _scale(o) <= 1.1 for o in layout.objects)
+        assert all((o.colour, o.shape) in sim_config.TRAIN_COMBOS for o in layout.objects)
+        assert task.instruction in instructions_for(task, "train")
+
+    checks = {
+        "visual": lambda t, lay: lay.table in sim_config.HELDOUT_TABLES and len(lay.objects) - 1 >= 3,
+        "motion": lambda t, lay: not scene.in_region(lay.objects[0].position, (0.17, 0.25), 30.0),
+        "physical": lambda t, lay: all(not 0.9 <= _scale(o) <= 1.1 for o in lay.objects),
+        "language": lambda t, lay: (t.colour, t.shape) in sim_config.HELDOUT_COMBOS,
+        "semantic": lambda t, lay: t.instruction in instructions_for(t, "heldout"),
+    }
+    for axis, check in checks.items():
+        for family in ("pick", "push"):
+            for task, layout in _draws(SceneConfig(heldout=(axis,)), family, n=25):
+                assert check(task, layout), (axis, task, layout)
+    # switching one axis leaves the others on train
+    for task, layout in _draws(SceneConfig(heldout=("language",)), "pick", n=10):
+        assert layout.table in sim_config.TRAIN_TABLES
+
+
+def test_heldout_env_runs(fast_env):
+    e = TabletopEnv(render_images=False, split="heldout")
+    obs, info = e.reset(seed=0, options={"task": "place"})
+    assert obs["instruction"] in instructions_for(info["task"], "heldout")
+    e.close()
+
+
+def test_mjcf_is_written_here_and_fast_to_render():
+    xml = scene.scene_xml(scene.default_layout(), 128)
+    assert 'shadowsize="0"' in xml and 'offsamples="0"' in xml
+    assert "<mesh" not in xml and "file=" not in xml
+    for name in JOINT_NAMES:
+        assert f'name="{name}"' in xml

@@ -1,0 +1,310 @@
+"""Linear probes: what do frozen patch features know about "what" and "where"?
+
+Introduced in lesson 04.
+
+A linear probe fits only a linear map on top of frozen features; whatever it can read out, the
+features hold in a linearly accessible form. Two probes:
+
+* **what** -- a linear classifier (multinomial logistic regression) of the target object's colour
+  or shape from the **mean-pooled** patch features (D numbers per image). Pooling throws away
+  where each patch was, so only "what is in the image" survives.
+* **where** -- a linear regressor (ridge) of the target's table (x, y) from **all patch features
+  flattened** (N x D numbers per image): a linear map that may weigh every patch differently,
+  with no attention and no non-linearity.
+
+What makes the comparison fair between SigLIP, DINOv2 and their fusion:
+
+1. the same frozen images, the same train/test split, the same targets for every encoder;
+2. features are standardised with the training split's mean and std, so one regularisation
+   grid means the same thing for every encoder whatever the scale of its features;
+3. the regularisation strength is chosen per encoder by k-fold cross-validation on the training
+   split only (the fused features are wider; a tuned penalty stops width alone from winning
+   through over-fitting or losing through it), and the test split is used once;
+4. a control row: the same architecture with random weights, which shows what the
+   architecture (patch embedding + position embedding) gives before any training -- colour,
+   for one, is nearly linear in the mean pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .encoders import patch_tokens
+
+#: Regularisation strengths tried by cross-validation (after standardisation).
+CLASSIFIER_L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+RIDGE_ALPHA_GRID = (1e-1, 1e0, 1e1, 1e2, 1e3, 1e4)
+
+
+@torch.no_grad()
+def encoder_features(model, pixel_values: torch.Tensor, feature_layer: int = -2,
+                     batch_size: int = 64) -> torch.Tensor:
+    """Frozen patch features of a dataset: (B, 3, S, S) float32 -> (B, N, D) float32.
+
+    Introduced in lesson 04. ``model`` is an encoder (see
+    :func:`~vla_lessons.vision.encoders.patch_tokens`) or a
+    :class:`~vla_lessons.vision.fusion.FusedBackbone` fed its (B, 6, S, S) input.
+    """
+    from .fusion import FusedBackbone
+
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, pixel_values.shape[0], batch_size):
+        batch = pixel_values[start:start + batch_size]
+        if isinstance(model, FusedBackbone):
+            chunks.append(model(batch))
+        else:
+            chunks.append(patch_tokens(model, batch, feature_layer))
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def mean_pooled(features: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) -> (B, D): the average over patches (the "what" probe's input).
+
+    Introduced in lesson 04.
+    """
+    return features.mean(dim=1)
+
+
+def flattened(features: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) -> (B, N * D): every patch's features side by side (the "where" probe's input).
+
+    Introduced in lesson 04.
+    """
+    return features.reshape(features.shape[0], -1)
+
+
+@dataclass
+class ProbeResult:
+    """Outcome of a linear probe on a held-out test split.
+
+    Introduced in lesson 04. ``score`` is the test accuracy (classifier) or test R^2 averaged
+    over the target columns (regressor); ``baseline`` the same score for a probe that ignores
+    the features (the training split's majority class; its mean target, R^2 about 0);
+    ``mean_error`` and ``baseline_error`` the mean Euclidean errors of a regressor and of that
+    mean-target guess, in the targets' units (NaN for a classifier); ``penalty`` the chosen
+    regularisation; ``predictions`` the test predictions.
+    """
+
+    score: float
+    baseline: float
+    train_score: float
+    mean_error: float
+    baseline_error: float
+    penalty: float
+    n_train: int
+    n_test: int
+    predictions: np.ndarray
+
+
+def _as_float64(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(torch.float64)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contain NaN or inf")
+    return t
+
+
+def _split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(train_fraction * n))
+    if n_train < 2 or n - n_train < 1:
+        raise ValueError(f"{n} samples are too few to split {train_fraction:.0%} / rest")
+    return order[:n_train], order[n_train:]
+
+
+def _standardise(train: torch.Tensor, *others: torch.Tensor):
+    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
+    return [(x - mean) / std for x in (train, *others)]
+
+
+def _fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float) -> torch.Tensor:
+    """Multinomial logistic regression by L-BFGS; returns weights (D + 1, C), bias last."""
+    xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    w = torch.zeros(xb.shape[1], n_classes, dtype=x.dtype, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=200, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(xb @ w, y) + l2 * (w[:-1] ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach()
+
+
+def _predict_logistic(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1) @ w).argmax(dim=1)
+
+
+def _folds(n: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    edges = np.linspace(0, n, k + 1).astype(int)
+    idx = np.arange(n)
+    return [(np.concatenate([idx[:a], idx[b:]]), idx[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def fit_linear_classifier(features, labels, *, train_fraction: float = 0.8, l2_grid=CLASSIFIER_L2_GRID,
+                          folds: int = 3, seed: int = 0) -> ProbeResult:
+    """The "what" probe: logistic regression from features (M, D) to class labels (M,).
+
+    Introduced in lesson 04. Features are standardised on the training split; the L2 penalty
+    is picked from ``l2_grid`` by ``folds``-fold cross-validation on the training split; the
+    score is the accuracy on the held-out split (``1 - train_fraction`` of the samples, chosen
+    by ``seed``).
+    """
+    x = _as_float64(features, "features")
+    y = torch.as_tensor(np.asarray(labels)).long()
+    if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"features must be (M, D) and labels (M,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    n_classes = int(y.max()) + 1
+    train, test = _split(len(x), train_fraction, seed)
+    x_train, x_test = _standardise(x[train], x[test])
+    y_train = y[train]
+    best_l2, best_acc = l2_grid[0], -1.0
+    for l2 in l2_grid:
+        accs = []
+        for fit_idx, val_idx in _folds(len(train), folds):
+            w = _fit_logistic(x_train[fit_idx], y_train[fit_idx], n_classes, l2)
+            accs.append(float((_predict_logistic(w, x_train[val_idx]) == y_train[val_idx]).double().mean()))
+        if np.mean(accs) > best_acc:
+            best_l2, best_acc = l2, float(np.mean(accs))
+    w = _fit_logistic(x_train, y_train, n_classes, best_l2)
+    pred = _predict_logistic(w, x_test)
+    majority = int(torch.bincount(y_train).argmax())
+    return ProbeResult(
+        score=float((pred == y[test]).double().mean()),
+        baseline=float((y[test] == majority).double().mean()),
+        train_score=float((_predict_logistic(w, x_train) == y_train).double().mean()),
+        mean_error=float("nan"), baseline_error=float("nan"), penalty=best_l2,
+        n_train=len(train), n_test=len(test), predictions=pred.numpy(),
+    )
+
+
+def _ridge_predictions(x_fit: torch.Tensor, y_fit: torch.Tensor, x_new: torch.Tensor,
+                       alphas) -> list[torch.Tensor]:
+    """Ridge regression with an intercept for several penalties at once; one prediction per alpha.
+
+    One eigendecomposition serves every alpha: of X^T X (primal, D <= n) or of X X^T (dual,
+    D > n, where w = X^T (X X^T + alpha I)^-1 y).
+    """
+    x_mean, y_mean = x_fit.mean(dim=0), y_fit.mean(dim=0)
+    xc, yc, xn = x_fit - x_mean, y_fit - y_mean, x_new - x_mean
+    n, d = xc.shape
+    if d <= n:
+        evals, vecs = torch.linalg.eigh(xc.T @ xc)
+        proj, left = vecs.T @ (xc.T @ yc), xn @ vecs
+    else:
+        evals, vecs = torch.linalg.eigh(xc @ xc.T)
+        proj, left = vecs.T @ yc, (xn @ xc.T) @ vecs
+    evals = evals.clamp_min(0)
+    return [left @ (proj / (evals + alpha)[:, None]) + y_mean for alpha in alphas]
+
+
+def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
+    ss_res = ((pred - target) ** 2).sum(dim=0)
+    ss_tot = ((target - target.mean(dim=0)) ** 2).sum(dim=0).clamp_min(1e-12)
+    return float((1 - ss_res / ss_tot).mean())
+
+
+def fit_linear_regressor(features, targets, *, train_fraction: float = 0.8, alpha_grid=RIDGE_ALPHA_GRID,
+                         folds: int = 3, seed: int = 0) -> ProbeResult:
+    """The "where" probe: ridge regression from features (M, D) to targets (M, T), e.g. (x, y).
+
+    Introduced in lesson 04. Same protocol as :func:`fit_linear_classifier`: standardised
+    features, ridge penalty from ``alpha_grid`` by cross-validation on the training split,
+    R^2 (mean over target columns) and mean Euclidean error on the held-out split.
+    """
+    x = _as_float64(features, "features")
+    y = _as_float64(targets, "targets")
+    if y.ndim == 1:
+        y = y[:, None]
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features must be (M, D) and targets (M, T), got {tuple(x.shape)} and {tuple(y.shape)}")
+    train, test = _split(len(x), train_fraction, seed)
+    x_train, x_test = _standardise(x[train], x[test])
+    y_train = y[train]
+    cv = np.zeros(len(alpha_grid))
+    for f, v in _folds(len(train), folds):
+        preds = _ridge_predictions(x_train[f], y_train[f], x_train[v], alpha_grid)
+        cv += [_r2(p, y_train[v]) for p in preds]
+    best_alpha = alpha_grid[int(np.argmax(cv))]
+    pred, train_pred = _ridge_predictions(x_train, y_train, torch.cat([x_test, x_train]), [best_alpha])[0].split(
+        [len(test), len(train)])
+    guess = y_train.mean(dim=0).expand_as(y[test])
+    return ProbeResult(
+        score=_r2(pred, y[test]), baseline=_r2(guess, y[test]), train_score=_r2(train_pred, y_train),
+        mean_error=float(torch.linalg.norm(pred - y[test], dim=1).mean()),
+        baseline_error=float(torch.linalg.norm(guess - y[test], dim=1).mean()), penalty=best_alpha,
+        n_train=len(train), n_test=len(test), predictions=pred.numpy(),
+    )
+
+
+@dataclass
+class ProbeSummary:
+    """Several probes of one kind (one per colour or shape), averaged.
+
+    Introduced in lesson 04. ``score``, ``baseline``, ``mean_error`` and ``baseline_error`` are
+    the means over ``per_column`` (see :class:`ProbeResult`); ``columns`` names the probes.
+    """
+
+    score: float
+    baseline: float
+    mean_error: float
+    baseline_error: float
+    columns: list[str]
+    per_column: list[ProbeResult]
+
+
+def _summary(results: list[ProbeResult], columns: list[str]) -> ProbeSummary:
+    if not results:
+        raise ValueError("no column had enough labelled samples to fit a probe")
+    mean = lambda key: float(np.mean([getattr(r, key) for r in results]))  # noqa: E731
+    return ProbeSummary(mean("score"), mean("baseline"), mean("mean_error"), mean("baseline_error"),
+                        columns, results)
+
+
+def what_probe(pooled, present, names=None, **kwargs) -> ProbeSummary:
+    """"What": one binary linear classifier per column of ``present`` (N, K), e.g. "is there a
+    red object?", from mean-pooled features (N, D); mean test accuracy over the K questions.
+
+    Introduced in lesson 04. Columns where every scene gives the same answer are skipped.
+    ``kwargs`` go to :func:`fit_linear_classifier`.
+    """
+    present = np.asarray(present)
+    names = names or [str(k) for k in range(present.shape[1])]
+    results, used = [], []
+    for k in range(present.shape[1]):
+        if len(np.unique(present[:, k])) < 2:
+            continue
+        results.append(fit_linear_classifier(pooled, present[:, k], **kwargs))
+        used.append(names[k])
+    return _summary(results, used)
+
+
+def where_probe(flat, positions, names=None, min_samples: int = 30, **kwargs) -> ProbeSummary:
+    """"Where": one ridge regressor per column of ``positions`` (N, K, 2), e.g. "where is the red
+    object?", from flattened patch features (N, D'), on the scenes where that column is not NaN.
+
+    Introduced in lesson 04. Mean test R^2 and mean error (metres) over the K columns; columns
+    with fewer than ``min_samples`` labelled scenes are skipped. ``kwargs`` go to
+    :func:`fit_linear_regressor`.
+    """
+    positions = np.asarray(positions)
+    flat = flat if isinstance(flat, torch.Tensor) else torch.as_tensor(np.asarray(flat))
+    names = names or [str(k) for k in range(positions.shape[1])]
+    results, used = [], []
+    for k in range(positions.shape[1]):
+        rows = np.flatnonzero(np.isfinite(positions[:, k]).all(axis=1))
+        if len(rows) < min_samples:
+            continue
+        results.append(fit_linear_regressor(flat[torch.from_numpy(rows)], positions[rows, k], **kwargs))
+        used.append(names[k])
+    return _summary(results, used)
