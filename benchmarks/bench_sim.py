@@ -103,7 +103,8 @@ def success_rows(splits, episodes: int) -> list:
             wins = sum(r[0] for r in results)
             mean_len = np.mean([r[1] for r in results])
             rows.append((f"expert success {split:>9} {family:<5}",
-                         f"{wins}/{episodes} = {100 * wins / episodes:.1f}%  (mean length {mean_len:.1f} steps)"))
+                         f"{wins}/{episodes} = {100 * wins / episodes:.1f}%  "
+                         f"(mean length {mean_len:.1f} steps)"))
         env.close()
     return rows
 

@@ -118,8 +118,8 @@ def test_centers256_layout_has_256_distinct_symmetric_values():
 def test_out_of_range_ids_raise_unless_clip():
     tok = ActionTokenizer(STATS, vocab_size=VOCAB, layout="openvla")
     text_token = np.array([100, VOCAB - 1, VOCAB - 1, VOCAB - 1, VOCAB - 1, VOCAB - 1, VOCAB - 1])
-    with pytest.raises(ValueError, match="outside the action range"):
-        tok.decode(text_token)
+    with pytest.raises(ValueError, match=r"outside the action range \[31744, 31999\]: \[100\]"):
+        tok.decode(text_token)  # the message names the id the model emitted, not a bin number
     with pytest.raises(ValueError, match="outside the action range"):
         tok.decode(np.full(7, VOCAB))  # one past the vocabulary
     # clip=True is OpenVLA's behaviour: the text token becomes a full-scale action near q99
@@ -238,6 +238,19 @@ def test_roundtrip_error_reports_both_layouts():
         assert r["max_abs_error_per_dim"].shape == (7,)
         assert 0 <= r["saturated_fraction"] < 0.1
     assert report["openvla"]["bin_width"] == pytest.approx(2 / 255)
+
+
+def test_roundtrip_error_leaves_constant_dimensions_out():
+    # dimension 1 never moves: it decodes exactly, so its normalised 0 (a bin edge in the
+    # centers256 layout) must not add a fictitious 1/256 to the normalised error
+    stats = {"action": {"q01": [-1.0, 0.0], "q99": [1.0, 0.0], "mask": [True, True]}}
+    x = np.array([[0.3, 0.0], [0.7, 0.0]])
+    report = roundtrip_error(x, stats)["centers256"]
+    assert report["max_abs_error_per_dim"][1] == 0.0
+    y = np.array([0.3, 0.7])
+    expected = np.abs((np.floor((y + 1) * 128) + 0.5) / 128 - 1 - y)
+    assert report["max_abs_error"] == pytest.approx(expected.max())
+    assert report["mean_abs_error"] == pytest.approx(expected.mean())
 
 
 # --------------------------------------------------------------------------- RT-2 text bins

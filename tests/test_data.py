@@ -15,10 +15,10 @@ import torch
 
 from vla_lessons import env
 from vla_lessons.build import TARGETS, main
-from vla_lessons.data import (BUILD_COMMAND, CorruptDatasetError, DatasetNotFoundError, Episode,
-                              LeRobotStyleDataset, compute_stats, episode_seed, load_dataset_dir,
-                              load_meta, read_episodes, record_expert_episodes, synthetic_episode,
-                              write_dataset)
+from vla_lessons.data import (BUILD_COMMAND, CorruptDatasetError, DatasetNotFoundError, DatasetWriter,
+                              Episode, ExpertRecording, LeRobotStyleDataset, compute_stats,
+                              episode_seed, load_dataset_dir, load_meta, read_episodes,
+                              record_expert_episodes, synthetic_episode, write_dataset)
 from vla_lessons.data.layout import EPISODES_PATH, INFO_PATH, STATS_PATH, episode_path
 
 # Three small episodes of two families; written once per test that needs a dataset.
@@ -251,6 +251,21 @@ def test_writer_rejects_inconsistent_episodes(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written left behind
 
 
+def test_dataset_writer_streams_episodes_and_leaves_nothing_on_error(tmp_path):
+    with DatasetWriter(tmp_path / "ds", fps=5) as writer:
+        assert [writer.add_episode(ep) for ep in make_episodes()] == [0, 1, 2]
+        assert not (tmp_path / "ds").exists()  # nothing at root before finish
+        root = writer.finish({"source": "stream"})
+    assert file_hashes(root) != {} and load_meta(root).fps == 5
+    with pytest.raises(RuntimeError, match="finished"):
+        writer.add_episode(make_episodes()[0])
+    with pytest.raises(KeyboardInterrupt):
+        with DatasetWriter(tmp_path / "other") as writer:
+            writer.add_episode(make_episodes()[0])
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
 # --- PyTorch samples --------------------------------------------------------------------------
 
 def test_torch_samples_have_documented_shapes_and_dtypes(dataset):
@@ -341,6 +356,16 @@ def test_recorder_keeps_successes_and_counts_the_discarded():
     assert first.rewards.tolist() == [0, 0, 0, 1] and first.metadata == {"n_clipped": 1}
     assert first.instruction == "pick the cube"
     assert first.states[:, 0].tolist() == pytest.approx([0, .1, .2, .3])
+
+
+def test_recording_can_keep_failed_episodes():
+    recording = ExpertRecording(FakeTabletopEnv(), FakeExpert, families=("pick",),
+                                episodes_per_family=3, base_seed=0, keep_failed=True)
+    episodes = list(recording)
+    assert [ep.seed for ep in episodes] == [0, 1, 2]
+    assert [ep.success for ep in episodes] == [True, True, False]
+    assert recording.summary["discarded"] == {"pick": 0} and not recording.summary["kept_only_successful"]
+    assert len(episodes[2]) == 8  # the failed episode ran until the env truncated it
 
 
 def test_recorder_gives_up_when_the_expert_keeps_failing():

@@ -119,7 +119,7 @@ def tiny_encoders():
 def test_siglip_init_follows_the_paper(tiny_encoders):
     siglip, _, _ = tiny_encoders
     assert math.isclose(float(siglip.logit_scale.detach().exp()), 10.0, rel_tol=1e-6)
-    assert float(siglip.logit_bias) == -10.0
+    assert float(siglip.logit_bias.detach()) == -10.0
 
 
 def test_fused_features_and_projectors(tiny_encoders):
@@ -317,7 +317,7 @@ def test_linear_probes_read_linear_signals_and_reject_nan():
     x = rng.normal(size=(200, 6))
     labels = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int64) + 2 * (x[:, 2] > 0)
     cls = V.fit_linear_classifier(x, labels)
-    assert cls.score > 0.9 and cls.n_test == 40
+    assert cls.score >= 0.85 and cls.score > cls.baseline + 0.5 and cls.n_test == 40
     pos = x[:, :2] @ np.array([[1.0, 0.5], [-0.3, 2.0]]) + 0.01 * rng.normal(size=(200, 2))
     reg = V.fit_linear_regressor(x, pos)
     assert reg.score > 0.99 and reg.mean_error < 0.05

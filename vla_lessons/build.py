@@ -25,7 +25,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Target:
-    """One buildable target: a name, a one-line help, and the function that builds it."""
+    """One buildable target: a name, a one-line help, and the function that builds it.
+
+    Introduced in lesson 01.
+    """
 
     name: str
     help: str
@@ -51,7 +54,10 @@ def target(name: str, help: str):
 
 @target("data", "record the course's datasets with the scripted expert (data/ and build/)")
 def build_data(only: list[str] | None = None) -> list[dict]:
-    """Build the course's datasets (all of them, or the names in ``only``)."""
+    """Build the course's datasets (all of them, or the names in ``only``).
+
+    Introduced in lesson 01. See :mod:`vla_lessons.data.recipes`.
+    """
     from vla_lessons.data.recipes import build_dataset, course_recipes
 
     recipes = course_recipes()
@@ -75,7 +81,10 @@ def _summary_line(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the command line, build the targets asked for, print one summary line per artifact."""
+    """Parse the command line, build the targets asked for, print one summary line per artifact.
+
+    Introduced in lesson 01.
+    """
     parser = argparse.ArgumentParser(prog="python -m vla_lessons.build", description=__doc__.split("\n")[0])
     parser.add_argument("targets", nargs="*", help=f"targets to build: {', '.join(TARGETS)} or all")
     parser.add_argument("--only", action="append", metavar="NAME",

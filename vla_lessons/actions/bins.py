@@ -485,8 +485,12 @@ class ActionTokenizer:
     def ids_to_bins(self, ids, *, clip: bool = False):
         """Ids ``(..., D)`` -> 0-based bin numbers (int64); a non-action id is a ValueError unless ``clip``."""
         i = _int_array(ids, "ids")
-        what = f"token ids outside the action range [{self.first_action_id}, {self.vocab_size - 1}]"
-        b = self._grid.check_bins(self.vocab_size - 1 - i, clip, what)
+        if not clip:
+            bad = (i < self.first_action_id) | (i >= self.vocab_size)
+            if bad.any():
+                raise ValueError(f"token ids outside the action range [{self.first_action_id}, "
+                                 f"{self.vocab_size - 1}]: {np.unique(i[bad])[:8].tolist()}")
+        b = self._grid.check_bins(self.vocab_size - 1 - i, True, "bin numbers")
         return _like(b, ids, "long")
 
     # ---- actions <-> ids
@@ -536,7 +540,8 @@ def roundtrip_error(actions, stats, *, layouts: Sequence[str] = LAYOUTS, n_bins:
 
     * ``bin_width``: in normalised units;
     * ``max_abs_error`` / ``mean_abs_error``: of the in-range (not saturated) values, in
-      normalised units (the bound is half a bin width);
+      normalised units (the bound is half a bin width); constant dimensions (``q01 == q99``,
+      decoded exactly as their constant) are left out, their normalised 0 being a convention;
     * ``max_abs_error_per_dim`` / ``mean_abs_error_per_dim``: ``(D,)`` arrays, in action units,
       in-range values only;
     * ``saturated_fraction``: the fraction of values clipped by the normalisation;
@@ -548,17 +553,18 @@ def roundtrip_error(actions, stats, *, layouts: Sequence[str] = LAYOUTS, n_bins:
     x = x.reshape(-1, norm.dim)
     y = norm.normalize(x)
     inside = ~norm.saturated(x)
+    inside_norm = inside & ~norm.constant  # a constant dimension decodes exactly
     reports = {}
     for layout in layouts:
         grid = _BinGrid(n_bins, layout)
         y_hat = grid.values[grid.to_bins(y)]
-        err_norm = np.where(inside, np.abs(y_hat - y), 0.0)
+        err_norm = np.where(inside_norm, np.abs(y_hat - y), 0.0)
         err = np.where(inside, np.abs(norm.unnormalize(y_hat) - x), 0.0)
         count = np.maximum(inside.sum(axis=0), 1)
         reports[layout] = {
             "bin_width": float(grid.width),
             "max_abs_error": float(err_norm.max()) if x.size else 0.0,
-            "mean_abs_error": float(err_norm.sum() / max(int(inside.sum()), 1)),
+            "mean_abs_error": float(err_norm.sum() / max(int(inside_norm.sum()), 1)),
             "max_abs_error_per_dim": err.max(axis=0) if x.size else np.zeros(norm.dim),
             "mean_abs_error_per_dim": err.sum(axis=0) / count,
             "saturated_fraction": float(1.0 - inside.mean()) if x.size else 0.0,

@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
+from scipy.interpolate import CubicSpline
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from vla_lessons.actions.bins import QuantileNormalizer, _float_array, _int_array, _is_torch
+from vla_lessons.actions.bins import QuantileNormalizer, _float_array, _int_array, _is_torch, default_mask
 
 DEFAULT_SCALE = 10.0
 DEFAULT_VOCAB_SIZE = 1024
@@ -136,10 +137,11 @@ def dequantize(coeffs, scale: float = DEFAULT_SCALE) -> np.ndarray:
 def reconstruction_error_vs_scale(normalized_chunks, scales: Sequence[float]) -> dict[float, dict]:
     """Scale-and-round error on normalised chunks ``(N, T, D)`` for each scale (BPE is lossless).
 
-    Introduced in lesson 03. Returns ``{scale: {"rmse", "max_abs", "nonzero_fraction",
-    "bound"}}``: the root-mean-square and worst absolute error in normalised units, the
-    fraction of coefficients that stay non-zero after rounding (what BPE has to encode) and
-    :func:`error_bound` for the chunk length.
+    Introduced in lesson 03. Returns ``{scale: {"rmse", "max_abs", "max_l2", "nonzero_fraction",
+    "bound"}}``: the root-mean-square and worst absolute error in normalised units, the worst
+    L2 norm over time of one dimension's error in one chunk (the quantity :func:`error_bound`
+    bounds), the fraction of coefficients that stay non-zero after rounding (what BPE has to
+    encode) and :func:`error_bound` for the chunk length.
     """
     x = _float_array(normalized_chunks, "chunks")
     if x.ndim != 3:
@@ -150,6 +152,7 @@ def reconstruction_error_vs_scale(normalized_chunks, scales: Sequence[float]) ->
         err = dequantize(q, scale) - x
         out[float(scale)] = {"rmse": float(np.sqrt(np.mean(err**2))),
                              "max_abs": float(np.abs(err).max()),
+                             "max_l2": float(np.sqrt((err**2).sum(axis=1)).max()),
                              "nonzero_fraction": float(np.mean(q != 0)),
                              "bound": error_bound(scale, x.shape[1])}
     return out
@@ -200,6 +203,72 @@ def make_chunks(actions, horizon: int, stride: int = 1) -> np.ndarray:
         raise ValueError(f"an episode of {a.shape[0]} steps is shorter than the horizon {horizon}")
     starts = np.arange(0, a.shape[0] - horizon + 1, stride)
     return a[starts[:, None] + np.arange(horizon)[None, :]]
+
+
+def resample_actions(actions, from_hz: float, to_hz: float, *, delta_mask=None) -> np.ndarray:
+    """One episode's actions ``(L, D)`` recorded at ``from_hz`` -> the same motion at ``to_hz``, float64.
+
+    Introduced in lesson 03. Where ``delta_mask`` is True (default: every dimension but the
+    last, as in :func:`~vla_lessons.actions.bins.default_mask`) an action is a per-step change
+    of the commanded pose: those dimensions are summed into the pose path, the path is
+    interpolated with a cubic spline (``scipy.interpolate.CubicSpline``) through every recorded
+    pose, and differenced at the new step. Downsampling by an integer factor is then exact (the
+    new deltas are sums of the old ones) and upsampling adds no new motion, only samples. The
+    other dimensions (the gripper command) are held: each new step takes the command in force
+    at its start. The episode lasts ``L / from_hz`` seconds; the result has
+    ``floor(L * to_hz / from_hz)`` whole steps (ValueError if that is 0).
+    """
+    a = _float_array(actions, "actions")
+    if a.ndim != 2 or a.shape[0] < 1:
+        raise ValueError(f"actions must have shape (L, D) with L >= 1, got shape {a.shape}")
+    for name, v in (("from_hz", from_hz), ("to_hz", to_hz)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be a positive finite rate in Hz, got {v!r}")
+    L, D = a.shape
+    mask = default_mask(D) if delta_mask is None else np.asarray(delta_mask)
+    if mask.dtype != bool or mask.shape != (D,):
+        raise ValueError(f"delta_mask must be {D} booleans (True = a per-step delta), got {delta_mask!r}")
+    ratio = float(from_hz) / float(to_hz)  # old steps per new step
+    n_new = int(np.floor(L / ratio + 1e-9))
+    if n_new < 1:
+        raise ValueError(f"{L} steps at {from_hz} Hz last less than one step at {to_hz} Hz")
+    old_step = np.arange(n_new + 1) * ratio  # new step boundaries, in units of old steps
+    out = np.empty((n_new, D))
+    if mask.any():
+        pose = np.vstack([np.zeros((1, int(mask.sum()))), np.cumsum(a[:, mask], axis=0)])  # (L+1, d)
+        if L == 1:  # two knots: the spline is the straight line between them
+            path = pose[0] + old_step[:, None] * (pose[1] - pose[0])
+        else:
+            path = CubicSpline(np.arange(L + 1), pose, axis=0)(old_step)
+        out[:, mask] = np.diff(path, axis=0)
+    held = np.minimum(np.floor(old_step[:-1] + 1e-9).astype(np.int64), L - 1)
+    out[:, ~mask] = a[held][:, ~mask]
+    return out
+
+
+def chunks_at_rate(episodes, fps: float, rate_hz: float, seconds: float = 1.0, stride: int = 1,
+                   *, delta_mask=None) -> np.ndarray:
+    """Episodes recorded at ``fps`` -> ``seconds``-long chunks at ``rate_hz``: ``(N, T, D)`` float64.
+
+    Introduced in lesson 03. ``episodes`` is a list of ``(L_i, D)`` action arrays; each is
+    resampled with :func:`resample_actions` (unless ``rate_hz == fps``) and cut with
+    :func:`make_chunks` into chunks of ``T = round(rate_hz * seconds)`` steps. Episodes shorter
+    than one chunk are skipped; if every episode is, that is a ValueError.
+    """
+    if not (np.isfinite(rate_hz) and np.isfinite(seconds)) or round(float(rate_hz) * float(seconds)) < 1:
+        raise ValueError(f"rate_hz * seconds must give at least one step, got {rate_hz} Hz x {seconds} s")
+    T = int(round(float(rate_hz) * float(seconds)))
+    out = []
+    for actions in episodes:
+        a = _float_array(actions, "episode actions")
+        if float(rate_hz) != float(fps):
+            a = resample_actions(a, fps, rate_hz, delta_mask=delta_mask)
+        if a.shape[0] >= T:
+            out.append(make_chunks(a, T, stride))
+    if not out:
+        raise ValueError(f"no episode lasts {seconds} s (T={T} steps at {rate_hz} Hz): nothing to chunk")
+    return np.concatenate(out)
 
 
 def smooth_action_chunks(n_chunks: int, rate_hz: float, seconds: float = 1.0, *, seed: int = 0,
@@ -516,6 +585,26 @@ def _is_batch(ids) -> bool:
         and not (isinstance(ids[0], np.ndarray) and ids[0].ndim == 0)
 
 
+def measure_fast(tokenizer: FASTTokenizer, chunks) -> dict:
+    """Token counts and round-trip error of a fitted tokenizer on chunks ``(N, T, D)``.
+
+    Introduced in lesson 03. Returns ``{"horizon", "naive_tokens", "fast_tokens",
+    "compression", "rmse", "rmse_per_dim", "max_abs"}``: ``T``, the ``T*D`` tokens of one
+    token per value, the mean FAST tokens per chunk, their ratio, and the errors of
+    decode(encode(chunk)) in normalised units (``rmse_per_dim`` is ``(D,)``).
+    """
+    x = _float_array(chunks, "chunks")
+    if x.ndim != 3:
+        raise ValueError(f"chunks must have shape (N, T, D), got shape {x.shape}")
+    T, D = x.shape[1:]
+    ids = tokenizer.encode(x)
+    err = tokenizer.normalizer.normalize(tokenizer.decode(ids, (T, D))) - tokenizer.normalizer.normalize(x)
+    fast_tokens = float(np.mean([len(s) for s in ids]))
+    return {"horizon": int(T), "naive_tokens": int(T * D), "fast_tokens": fast_tokens,
+            "compression": T * D / fast_tokens, "rmse": float(np.sqrt(np.mean(err**2))),
+            "rmse_per_dim": np.sqrt(np.mean(err**2, axis=(0, 1))), "max_abs": float(np.abs(err).max())}
+
+
 def fit_per_rate(data_fn: Callable[..., np.ndarray], rates_hz: Sequence[float], *, n_fit: int, n_eval: int,
                  seconds: float = 1.0, scale: float = DEFAULT_SCALE, vocab_size: int = DEFAULT_VOCAB_SIZE,
                  seed: int = 0) -> dict[float, dict]:
@@ -533,14 +622,5 @@ def fit_per_rate(data_fn: Callable[..., np.ndarray], rates_hz: Sequence[float], 
         fit_chunks = data_fn(n_fit, rate, seconds, seed=seed)
         eval_chunks = data_fn(n_eval, rate, seconds, seed=seed + 1)
         tok = FASTTokenizer(scale=scale, vocab_size=vocab_size).fit(fit_chunks)
-        ids = tok.encode(eval_chunks)
-        T, D = eval_chunks.shape[1:]
-        decoded = tok.decode(ids, (T, D))
-        err = tok.normalizer.normalize(decoded) - tok.normalizer.normalize(eval_chunks)
-        n_tokens = np.array([len(s) for s in ids])
-        out[float(rate)] = {"horizon": int(T), "naive_tokens": T * D, "fast_tokens": float(n_tokens.mean()),
-                            "compression": T * D / float(n_tokens.mean()),
-                            "rmse": float(np.sqrt(np.mean(err**2))), "max_abs": float(np.abs(err).max()),
-                            "rmse_per_dim": np.sqrt(np.mean(err**2, axis=(0, 1))),
-                            "tokenizer": tok}
+        out[float(rate)] = {**measure_fast(tok, eval_chunks), "tokenizer": tok}
     return out

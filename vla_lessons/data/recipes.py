@@ -122,6 +122,7 @@ def build_dataset(recipe: DatasetRecipe, root: str | Path | None = None,
             path = writer.finish(summary)
     finally:
         sim.close()
-    return {"name": recipe.name, "path": str(path), "episodes": sum(recording.kept.values()), "frames": frames,
+    return {"name": recipe.name, "path": str(path), "episodes": sum(recording.kept.values()),
+            "frames": frames,
             "bytes": sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()),
             "seconds": time.perf_counter() - start, "recording": summary}

@@ -191,5 +191,5 @@ class SceneConfig:
 
     @classmethod
     def field_names(cls) -> tuple:
-        """The public field names (for error messages about unknown options)."""
+        """The field names, for error messages about unknown options. Introduced in lesson 01."""
         return tuple(f.name for f in fields(cls))

@@ -138,6 +138,11 @@ class TabletopEnv(gym.Env):
         self._ik = None
         self._episode = 0
 
+    @property
+    def episode_id(self) -> int:
+        """How many episodes this env has started (an expert notices a reset by it)."""
+        return self._episode
+
     # ---------------------------------------------------------------- episode life cycle
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -289,7 +294,7 @@ class TabletopEnv(gym.Env):
         return clamped
 
     def _clamp_workspace(self, pos: np.ndarray) -> np.ndarray:
-        out = np.array([self._clamp(float(v), b) for v, b in zip(pos, WORKSPACE)])
+        out = np.array([self._clamp(float(v), b) for v, b in zip(pos, WORKSPACE, strict=True)])
         reach = math.hypot(out[0], out[1])
         if reach < MIN_REACH:
             self._n_workspace += 1

@@ -81,7 +81,7 @@ class ScriptedExpert:
 
     def reset(self) -> None:
         """Forget the current episode (also done automatically when the env resets)."""
-        self._episode = self.env._episode
+        self._episode = self.env.episode_id
         self.phase, self._count = "start", 0
         self._grasp = None
 
@@ -90,7 +90,7 @@ class ScriptedExpert:
 
     def act(self, obs: dict) -> np.ndarray:
         """The next action, float32 (7,) = (dx, dy, dz, droll, dpitch, dyaw, gripper)."""
-        if self._episode != self.env._episode:
+        if self._episode != self.env.episode_id:
             self.reset()
         self._count += 1
         family = self.env.task.family
@@ -187,7 +187,8 @@ class ScriptedExpert:
             if drop < 0.004 or self._count > 20:
                 self._goto("release")
             else:
-                return np.array([goal[0], goal[1], pos[2] - drop]), roll, GRASP_PITCH, 0.0, self.SPEED["lower"]
+                low = np.array([goal[0], goal[1], pos[2] - drop])
+                return low, roll, GRASP_PITCH, 0.0, self.SPEED["lower"]
         if self.phase == "release":
             if self._count > 3:
                 self._goto("retreat")

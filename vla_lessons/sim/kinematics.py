@@ -63,7 +63,10 @@ def reachable_rotation(position, roll: float, pitch: float) -> np.ndarray:
 
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """(3,) rotation vector (rad, world frame) that turns ``current`` into ``target``."""
+    """(3,) rotation vector (rad, world frame) that turns ``current`` into ``target``.
+
+    Introduced in lesson 01. Both are (3, 3) rotation matrices.
+    """
     quat = np.empty(4)
     mujoco.mju_mat2Quat(quat, (target @ current.T).reshape(9))
     err = np.empty(3)

@@ -27,7 +27,7 @@ on purpose and listed here:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,6 +74,35 @@ PUSH_TRAVEL = 0.10
 DIRECTIONS = {"left": (0.0, 1.0), "right": (0.0, -1.0), "forward": (1.0, 0.0), "backward": (-1.0, 0.0)}
 
 
+def joints_to_lerobot(joints) -> dict:
+    """A (6,) joint vector of the sim (``obs["joints"]``, joint-mode actions) as LeRobot's SO-101 dict.
+
+    Introduced in lesson 01, used in lesson 12. LeRobot's ``SO101Follower`` with
+    ``use_degrees=True`` reads and takes ``{"<joint>.pos": value}``: degrees for the five arm
+    joints (zero at mid-range, like the sim) and 0 (closed) .. 100 (open) for the gripper.
+    The sim follows so101_new_calib.xml's signs; check a real arm's signs with a dry run.
+    """
+    joints = np.asarray(joints, dtype=float)
+    if joints.shape != (6,) or not np.all(np.isfinite(joints)):
+        raise ValueError(f"joints must be 6 finite numbers ({', '.join(JOINT_NAMES)}), got {joints!r}")
+    out = {f"{name}.pos": math.degrees(v) for name, v in zip(ARM_JOINTS, joints[:5], strict=True)}
+    out["gripper.pos"] = 100.0 * float(joints[5])
+    return out
+
+
+def joints_from_lerobot(positions: dict) -> np.ndarray:
+    """The inverse of `joints_to_lerobot`: float64 (6,) radians and gripper opening 0..1.
+
+    Introduced in lesson 01, used in lesson 12.
+    """
+    keys = [f"{name}.pos" for name in JOINT_NAMES]
+    missing = [k for k in keys if k not in positions]
+    if missing:
+        raise ValueError(f"missing LeRobot keys {missing}; expected {keys}")
+    arm = [math.radians(float(positions[k])) for k in keys[:5]]
+    return np.array(arm + [float(positions["gripper.pos"]) / 100.0])
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     """One movable object: ``size`` is its extents (x, y, z) in metres, ``position`` (x, y) on the table.
@@ -93,7 +122,10 @@ class ObjectSpec:
 
 @dataclass(frozen=True)
 class ReceptacleSpec:
-    """A static receptacle (``plate``, ``bowl`` or ``tray``) at ``position`` (x, y). Introduced in lesson 01."""
+    """A static receptacle (``plate``, ``bowl`` or ``tray``) at ``position`` (x, y).
+
+    Introduced in lesson 01.
+    """
 
     name: str
     position: tuple
@@ -131,14 +163,20 @@ def _polar(rng, radius_intervals, azimuth_deg) -> np.ndarray:
 
 
 def in_region(xy, radius, azimuth_deg) -> bool:
-    """True when table point ``xy`` lies in the sector ``radius`` = (lo, hi), |azimuth| <= bound."""
+    """True when table point ``xy`` lies in the sector ``radius`` = (lo, hi), |azimuth| <= bound.
+
+    Introduced in lesson 10 (the motion axis' regions).
+    """
     r = math.hypot(xy[0], xy[1])
     az = math.degrees(math.atan2(xy[1], xy[0]))
     return radius[0] <= r <= radius[1] and abs(az) <= azimuth_deg
 
 
 def object_size(shape: str, scale: float, aspect: float) -> tuple:
-    """Extents (x, y, z) in metres of a ``shape`` at ``scale`` x nominal (``aspect`` = h / d for cylinders)."""
+    """Extents (x, y, z) in metres of a ``shape`` at ``scale`` x nominal (``aspect`` = h / d for cylinders).
+
+    Introduced in lesson 01.
+    """
     base = NOMINAL_SIZE[shape] * scale
     if shape == "cylinder":
         return (base, base, base * aspect)
@@ -146,12 +184,12 @@ def object_size(shape: str, scale: float, aspect: float) -> tuple:
 
 
 def footprint(size) -> float:
-    """Radius (m) of the circle an object of extents ``size`` occupies on the table."""
+    """Radius (m) of the circle an object of extents ``size`` occupies. Introduced in lesson 01."""
     return 0.5 * math.hypot(size[0], size[1])
 
 
 def receptacle_footprint(kind: str) -> float:
-    """Radius (m) of the circle a receptacle occupies (a tray's is its half diagonal)."""
+    """Radius (m) of the circle a receptacle occupies (a tray's: half diagonal). Introduced in lesson 01."""
     radius = RECEPTACLES[kind]["radius"]
     return radius * math.sqrt(2.0) if kind == "tray" else radius
 
@@ -210,7 +248,7 @@ def _try_layout(rng, task, config, table, n_distractors) -> Layout | None:
             break
     if start is None:
         return None
-    target = _replace(target, position=(float(start[0]), float(start[1])))
+    target = replace(target, position=(float(start[0]), float(start[1])))
     taken = [(tuple(start), footprint(target.size) + 0.012)]
     if task.family == "push":  # keep the push corridor and the pusher's approach free
         d = np.array(DIRECTIONS[task.direction])
@@ -236,7 +274,7 @@ def _try_layout(rng, task, config, table, n_distractors) -> Layout | None:
         xy = _place(rng, FULL_RADIUS, FULL_AZIMUTH_DEG, footprint(obj.size) + 0.012, taken)
         if xy is None:
             return None
-        objects.append(_replace(obj, position=xy))
+        objects.append(replace(obj, position=xy))
     return Layout(table, tuple(objects), tuple(receptacles))
 
 
@@ -249,12 +287,6 @@ def _place(rng, radius, azimuth_deg, r_self, taken):
     return None
 
 
-def _replace(spec, **changes):
-    from dataclasses import replace
-
-    return replace(spec, **changes)
-
-
 # --------------------------------------------------------------------------------------------
 # MJCF
 # --------------------------------------------------------------------------------------------
@@ -264,7 +296,10 @@ def _f(*values) -> str:
 
 
 def look_at_xyaxes(pos, target, up=(0.0, 0.0, 1.0)) -> str:
-    """MJCF ``xyaxes`` of a camera at ``pos`` looking at ``target`` (a camera looks along its -z)."""
+    """MJCF ``xyaxes`` of a camera at ``pos`` looking at ``target`` (a camera looks along its -z).
+
+    Introduced in lesson 01.
+    """
     pos, target, up = (np.asarray(v, dtype=float) for v in (pos, target, up))
     forward = target - pos
     forward /= np.linalg.norm(forward)

@@ -96,7 +96,8 @@ class TaskSpec:
         if self.direction is not None and self.direction not in DIRECTIONS:
             raise ValueError(f"unknown direction {self.direction!r}; known: {tuple(DIRECTIONS)}")
         if self.instruction is None:
-            object.__setattr__(self, "instruction", render_instruction(self, TEMPLATES[self.family]["train"][0]))
+            first = TEMPLATES[self.family]["train"][0]
+            object.__setattr__(self, "instruction", render_instruction(self, first))
         elif not isinstance(self.instruction, str) or not self.instruction.strip():
             raise ValueError(f"instruction must be a non-empty string, got {self.instruction!r}")
 
@@ -107,14 +108,20 @@ class TaskSpec:
 
 
 def check_family(family) -> str:
-    """Return ``family`` if it is a known task family, else raise a ValueError listing them."""
+    """Return ``family`` if it is a known task family, else raise a ValueError listing them.
+
+    Introduced in lesson 01.
+    """
     if family not in FAMILIES:
         raise ValueError(f"unknown task family {family!r}; known: {FAMILIES}")
     return family
 
 
 def render_instruction(task: TaskSpec, template: str, split: str = "train") -> str:
-    """Fill ``template`` with the task's object, receptacle and direction phrase."""
+    """Fill ``template`` with the task's object, receptacle and direction phrase (of ``split``).
+
+    Introduced in lesson 01.
+    """
     return template.format(
         object=task.object_phrase,
         prep=RECEPTACLES[task.target]["prep"] if task.target else "",
@@ -173,7 +180,7 @@ def _inside(receptacle: str, centre, offset) -> bool:
 
 
 def floor_height(receptacle: str) -> float:
-    """Height (m) of the surface an object rests on in/on ``receptacle``."""
+    """Height (m) of the surface an object rests on in/on ``receptacle``. Introduced in lesson 01."""
     return RECEPTACLES[receptacle]["height"] if receptacle == "plate" else 0.004
 
 

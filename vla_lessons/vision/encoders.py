@@ -18,6 +18,7 @@ image gives an 8 x 8 grid of 64 patches (openvla-7b: 224 px, 16 x 16 = 256 patch
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -183,13 +184,34 @@ def patch_tokens(model, pixel_values: torch.Tensor, feature_layer: int = -2) -> 
     return out.hidden_states[feature_layer][:, num_prefix_tokens(tower):]
 
 
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' warnings and progress bars inside a ``with`` block, then restore them.
+
+    Introduced in lesson 04. (Saving or loading any SigLIP builds transformers' default text
+    config, whose own token ids trip a harmless "bos_token_id must be ..." warning.)
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def save_siglip(model: SiglipModel, tokenizer: Tokenizer, path) -> Path:
     """Save a SigLIP and its caption tokenizer: safetensors weights, config.json, tokenizer json.
 
     Introduced in lesson 04.
     """
     path = Path(path)
-    model.save_pretrained(path)
+    with quiet_transformers():
+        model.save_pretrained(path)
     tokenizer.save(str(path / TOKENIZER_FILE))
     return path
 
@@ -202,7 +224,8 @@ def load_siglip(path) -> tuple[SiglipModel, Tokenizer]:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise ValueError(f"no saved SigLIP at {path} (config.json missing)")
-    model = SiglipModel.from_pretrained(path).eval()
+    with quiet_transformers():
+        model = SiglipModel.from_pretrained(path).eval()
     return model, Tokenizer.from_file(str(path / TOKENIZER_FILE))
 
 
@@ -212,7 +235,8 @@ def save_dino(model: DinoModel, path) -> Path:
     Introduced in lesson 04.
     """
     path = Path(path)
-    vision_tower(model).save_pretrained(path)
+    with quiet_transformers():
+        vision_tower(model).save_pretrained(path)
     return path
 
 
@@ -226,6 +250,7 @@ def load_dino(path) -> DinoModel:
         raise ValueError(f"no saved DINOv2 at {path} (config.json missing)")
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path)
-    cls = Dinov2WithRegistersModel if isinstance(config, Dinov2WithRegistersConfig) else Dinov2Model
-    return cls.from_pretrained(path).eval()
+    with quiet_transformers():
+        config = AutoConfig.from_pretrained(path)
+        cls = Dinov2WithRegistersModel if isinstance(config, Dinov2WithRegistersConfig) else Dinov2Model
+        return cls.from_pretrained(path).eval()

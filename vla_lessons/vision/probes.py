@@ -308,3 +308,50 @@ def where_probe(flat, positions, names=None, min_samples: int = 30, **kwargs) ->
         results.append(fit_linear_regressor(flat[torch.from_numpy(rows)], positions[rows, k], **kwargs))
         used.append(names[k])
     return _summary(results, used)
+
+
+def pixel_values_for(model, images) -> torch.Tensor:
+    """uint8 images (B, H, W, 3) -> the input ``model`` expects (its size and normalisation).
+
+    Introduced in lesson 04. SigLIP models get SigLIP's normalisation, DINOv2 ImageNet's, a
+    :class:`~vla_lessons.vision.fusion.FusedBackbone` the stacked (B, 6, S, S) pair.
+    """
+    from transformers import SiglipVisionModel
+
+    from .encoders import vision_tower
+    from .fusion import FusedBackbone
+    from .pixels import preprocess
+
+    if isinstance(model, FusedBackbone):
+        return model.preprocess(images)
+    tower = vision_tower(model)
+    encoder = "siglip" if isinstance(tower, SiglipVisionModel) else "dino"
+    return preprocess(images, int(tower.config.image_size), encoder)
+
+
+def probe_table(models: dict, data, feature_layer: int = -2, batch_size: int = 64, **kwargs) -> list[dict]:
+    """Run the "what" and "where" probes for each named model on ``data`` (a ``VisionData``).
+
+    Introduced in lesson 04. ``models`` maps a row name to an encoder or a ``FusedBackbone``.
+    Returns one dict per model: ``what_colour`` and ``what_shape`` (mean test accuracy of the
+    presence questions) with their majority baselines, ``where_r2`` and ``where_error_cm``
+    (position of the object of each colour) with the mean-guess error ``where_baseline_cm``,
+    and the feature width ``dim``. Every model sees the same images, splits and grids.
+    """
+    present_colour, present_shape = data.presence("colour"), data.presence("shape")
+    positions = data.positions("colour")
+    rows = []
+    for name, model in models.items():
+        chunks = [encoder_features(model, pixel_values_for(model, data.images[i:i + batch_size]), feature_layer,
+                                   batch_size) for i in range(0, len(data), batch_size)]
+        features = torch.cat(chunks)
+        pooled, flat = mean_pooled(features), flattened(features)
+        colour = what_probe(pooled, present_colour, data.colours, **kwargs)
+        shape = what_probe(pooled, present_shape, data.shapes, **kwargs)
+        where = where_probe(flat, positions, data.colours, **kwargs)
+        rows.append({"model": name, "dim": int(features.shape[-1]),
+                     "what_colour": colour.score, "what_colour_baseline": colour.baseline,
+                     "what_shape": shape.score, "what_shape_baseline": shape.baseline,
+                     "where_r2": where.score, "where_error_cm": 100 * where.mean_error,
+                     "where_baseline_cm": 100 * where.baseline_error})
+    return rows
