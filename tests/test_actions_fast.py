@@ -25,7 +25,7 @@ from vla_lessons.actions import (
     reconstruction_error_vs_scale,
     smooth_action_chunks,
 )
-from vla_lessons.actions.fast import char_to_int, int_to_char
+from vla_lessons.actions.fast import chunks_at_rate, char_to_int, int_to_char, measure_fast, resample_actions
 from vla_lessons.env import REPO_ROOT
 
 FAST_SETTINGS = settings(max_examples=40, deadline=None, derandomize=True)
@@ -207,6 +207,8 @@ def test_reconstruction_error_shrinks_with_scale(tok, chunks):
     assert report[1.0]["rmse"] > report[10.0]["rmse"] > report[100.0]["rmse"]
     assert report[1.0]["nonzero_fraction"] < report[100.0]["nonzero_fraction"]
     assert report[10.0]["bound"] == pytest.approx(0.5 / 10 * np.sqrt(T))
+    for r in report.values():  # the bound is on one dimension's L2 error over a chunk
+        assert r["max_abs"] <= r["max_l2"] <= r["bound"] + 1e-12
 
 
 def test_lm_id_mapping(tok):
@@ -235,3 +237,36 @@ def test_chunking_helpers():
     a = smooth_action_chunks(4, 50, seed=1)
     assert a.shape == (4, 50, 7) and np.array_equal(a, smooth_action_chunks(4, 50, seed=1))
     assert set(np.unique(a[..., -1])) <= {0.0, 1.0}
+
+
+def test_measure_fast_agrees_with_the_tokenizer(tok, chunks):
+    held_out = chunks[300:340]
+    r = measure_fast(tok, held_out)
+    assert r["horizon"] == T and r["naive_tokens"] == T * D
+    assert r["compression"] == pytest.approx(tok.compression_ratio(held_out))
+    assert r["rmse_per_dim"].shape == (D,) and r["max_abs"] <= error_bound(tok.scale, T)
+
+
+def test_resampling_keeps_the_motion_and_holds_the_gripper():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(14, D))
+    a[:, -1] = rng.random(14) > 0.5
+    down = resample_actions(a, 10, 5)  # deltas of the pose: two old steps make one new step
+    np.testing.assert_allclose(down[:, :-1], a[0::2, :-1] + a[1::2, :-1], atol=1e-12)
+    assert np.array_equal(down[:, -1], a[0::2, -1])
+    up = resample_actions(a, 10, 50)   # the spline passes through every recorded pose
+    assert up.shape == (70, D)
+    np.testing.assert_allclose(up[:, :-1].reshape(14, 5, D - 1).sum(axis=1), a[:, :-1], atol=1e-12)
+    assert np.array_equal(up[:, -1], np.repeat(a[:, -1], 5))  # the gripper command is held, not interpolated
+    assert resample_actions(a, 10, 15).shape == (21, D)
+    np.testing.assert_allclose(resample_actions(a, 10, 10), a, atol=1e-12)
+    with pytest.raises(ValueError, match="to_hz"):
+        resample_actions(a, 10, 0)
+    with pytest.raises(ValueError, match="less than one step"):
+        resample_actions(a[:1], 10, 3)
+    with pytest.raises(ValueError, match="finite"):
+        resample_actions(np.full((3, D), np.nan), 10, 50)
+    chunks = chunks_at_rate([a, a[:3]], 10, 15)  # the 0.3 s episode is shorter than a chunk: skipped
+    assert chunks.shape == (21 - 15 + 1, 15, D) and np.array_equal(chunks[0], resample_actions(a, 10, 15)[:15])
+    with pytest.raises(ValueError, match="no episode"):
+        chunks_at_rate([a[:3]], 10, 15)

@@ -18,6 +18,15 @@ from vla_lessons.vision.captions import ObjectRecord
 TINY = dict(image_size=28, patch_size=14, hidden_size=32, num_layers=2, num_heads=2)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run ~10x faster on one thread when the shared machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- captions
 
 SCENE = [
@@ -323,8 +332,8 @@ def test_linear_probes_read_linear_signals_and_reject_nan():
     assert reg.score > 0.99 and reg.mean_error < 0.05
     wide = rng.normal(size=(60, 500))  # more features than samples: the dual ridge path
     assert np.isfinite(V.fit_linear_regressor(wide, wide[:, :2]).score)
-    what = probes.what_probe(x, np.stack([labels == 0, labels == 3], axis=1).astype(int), names=["a", "b"])
-    assert what.columns == ["a", "b"] and what.score > 0.9 and what.baseline < what.score
+    what = probes.what_probe(x, np.stack([x[:, 0] > 0.5, x[:, 3] < 0], axis=1).astype(int), names=["a", "b"])
+    assert what.columns == ["a", "b"] and what.score > 0.9 and what.baseline < what.score - 0.2
     targets = np.stack([pos, np.full_like(pos, np.nan)], axis=1)
     where = probes.where_probe(x, targets, names=["a", "b"])
     assert where.columns == ["a"] and where.score > 0.99 and where.mean_error < 0.1 * where.baseline_error
