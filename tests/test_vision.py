@@ -307,7 +307,7 @@ def test_a_few_steps_reduce_the_dino_loss():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
 
 
@@ -351,3 +351,20 @@ def test_probe_feature_helpers(tiny_encoders, tiny_data):
     assert probes.mean_pooled(feats).shape == (5, 32) and probes.flattened(feats).shape == (5, 128)
     fused = probes.encoder_features(fusion.FusedBackbone(siglip, dino), pix.preprocess_fused(tiny_data.images[:5], 28))
     torch.testing.assert_close(fused[..., :32], feats)
+
+
+# ---------------------------------------------------------------- the simulator as a data source
+
+def test_sim_dataset_is_seeded_and_captioned_from_ground_truth():
+    from vla_lessons.vision import sim_data
+
+    right, forward = sim_data.camera_axes()
+    assert abs(right[0] * forward[0] + right[1] * forward[1]) < 1e-9  # perpendicular unit vectors
+    a = sim_data.sim_dataset(3, seed=5, image_size=96)
+    b = sim_data.sim_dataset(3, seed=5, image_size=96)
+    assert a.images.shape == (3, 96, 96, 3) and a.images.dtype == np.uint8
+    assert np.array_equal(a.images, b.images) and a.captions == b.captions
+    for objs, caption in zip(a.objects, a.captions):
+        assert objs[0].kind == "object" and any(o.kind == "receptacle" for o in objs)
+        assert caption == captions.caption_scene(objs, right_axis=right, forward_axis=forward)
+    assert a.presence("colour").shape == (3, 6) and a.presence("shape").shape == (3, 3)

@@ -275,7 +275,9 @@ def smooth_action_chunks(n_chunks: int, rate_hz: float, seconds: float = 1.0, *,
                          noise_std: float = 0.0) -> np.ndarray:
     """Synthetic, seeded 7-D action chunks ``(n_chunks, T, 7)`` float64, ``T = round(rate_hz * seconds)``.
 
-    Introduced in lesson 03, a stand-in until the course dataset exists. Each chunk samples
+    Introduced in lesson 03 (the lesson itself uses the course dataset, through
+    :func:`chunks_at_rate`; these chunks serve the tests and the benchmark's throughput and
+    ``--data synthetic`` figures, where any number of chunks is needed). Each chunk samples
     the same kind of continuous motion at ``rate_hz``: translations and rotations are sums of
     three sinusoids of 0.2-2 Hz (translations about 0.02, rotations about 0.1 in size); the
     gripper is 0 or 1 and switches once inside 30 % of the chunks (a step, the hardest case for

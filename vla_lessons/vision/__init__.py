@@ -16,7 +16,7 @@ Modules, in the order the lesson meets them:
 """
 
 from .captions import ObjectRecord, build_caption_tokenizer, caption_scene, encode_captions
-from .data import VisionData, synthetic_dataset
+from .data import VisionData, load_vision_data, save_vision_data, synthetic_dataset
 from .dino_train import DINOHead, DinoRecipe, dino_loss, pretrain_dino
 from .encoders import (
     build_dino,
@@ -31,15 +31,26 @@ from .encoders import (
 )
 from .fusion import FusedBackbone, FusedProjector, MLPProjector, RealVisionParts, from_real_configs
 from .pixels import preprocess, preprocess_fused
-from .probes import encoder_features, fit_linear_classifier, fit_linear_regressor, flattened, mean_pooled
+from .probes import (
+    encoder_features,
+    fit_linear_classifier,
+    fit_linear_regressor,
+    flattened,
+    mean_pooled,
+    probe_table,
+    what_probe,
+    where_probe,
+)
 from .siglip_train import SiglipRecipe, caption_probabilities, pretrain_siglip, retrieval_accuracy, sigmoid_loss
+from .sim_data import sim_dataset
 
 __all__ = [
     "DINOHead", "DinoRecipe", "FusedBackbone", "FusedProjector", "MLPProjector", "ObjectRecord",
     "RealVisionParts", "SiglipRecipe", "VisionData", "build_caption_tokenizer", "build_dino", "build_siglip",
     "caption_probabilities", "caption_scene", "dino_loss", "encode_captions", "encoder_features",
     "fit_linear_classifier", "fit_linear_regressor", "flattened", "from_real_configs", "load_dino",
-    "load_siglip", "mean_pooled", "patch_tokens", "preprocess", "preprocess_fused", "pretrain_dino",
-    "pretrain_siglip", "retrieval_accuracy", "save_dino", "save_siglip", "sigmoid_loss",
-    "small_dino_config", "small_siglip_config", "synthetic_dataset",
+    "load_siglip", "load_vision_data", "mean_pooled", "patch_tokens", "preprocess", "preprocess_fused",
+    "pretrain_dino", "pretrain_siglip", "probe_table", "retrieval_accuracy", "save_dino", "save_siglip",
+    "save_vision_data", "sigmoid_loss", "sim_dataset", "small_dino_config", "small_siglip_config",
+    "synthetic_dataset", "what_probe", "where_probe",
 ]
