@@ -22,6 +22,7 @@ half-extent) turned into a word with the threshold ``small_below``, or ``None`` 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ class ObjectRecord:
         elif isinstance(self.size, str):
             if not self.size.strip():
                 raise ValueError(f"object {self.name!r}: size must be a word or a number, got ''")
-        elif isinstance(self.size, bool) or not isinstance(self.size, (int, float)) or not math.isfinite(self.size):
+        elif isinstance(self.size, bool) or not isinstance(self.size, numbers.Real) or not math.isfinite(self.size):
             raise ValueError(f"object {self.name!r}: size must be a word or a finite number, got {self.size!r}")
         try:
             position = tuple(float(v) for v in self.position)
