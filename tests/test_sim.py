@@ -7,11 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from vla_lessons.sim import (CONTROL_HZ, GENERALIZATION_AXES, JOINT_NAMES, SUBSTEPS, SceneConfig,
-                             ScriptedExpert, TabletopEnv, TaskSpec, instructions_for)
+from vla_lessons.sim import (CONTROL_HZ, FAMILIES, GENERALIZATION_AXES, JOINT_NAMES, MAX_DPOS, MAX_DROT,
+                             SUBSTEPS, SceneConfig, ScriptedExpert, TabletopEnv, TaskSpec, instructions_for)
 from vla_lessons.sim import config as sim_config
 from vla_lessons.sim import kinematics, scene, tasks
+from vla_lessons.sim.env import MIN_REACH, WORKSPACE
 from vla_lessons.sim.tasks import ObjectState
+
+#: What a measured step may exceed `MAX_DPOS` by (servo lag), and the workspace box by (m).
+STEP_TOLERANCE = 0.005
+BOX_TOLERANCE = 0.005
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +169,20 @@ def test_dls_ik_reaches_reachable_targets(fast_env):
         assert pos_err < 1e-3 and rot_err < 1e-2
 
 
+def test_dls_ik_gives_up_orientation_not_position_at_a_joint_limit(fast_env):
+    fast_env.reset(seed=0)
+    ik = kinematics.DLSIK(fast_env.model)
+    q = np.array(scene.HOME_QPOS)
+    q[1], q[2], q[3] = -0.45, -0.2, ik.high[3]  # the wrist flexed to its limit
+    pos, rot = ik.forward(q)
+    roll, pitch, _ = kinematics.mat_to_euler(rot)
+    # 3 cm higher with the same pitch needs the wrist past its limit: the pitch must give way
+    target = kinematics.reachable_rotation(pos, roll, pitch)
+    q_out, pos_err, rot_err = ik.solve(q, pos + np.array([0.0, 0.0, 0.03]), target)
+    assert pos_err < 1e-3 and rot_err > 0.05
+    assert np.all(q_out >= ik.low) and np.all(q_out <= ik.high)
+
+
 def test_euler_round_trip_and_joint_relation(fast_env):
     rng = np.random.default_rng(1)
     for _ in range(20):
@@ -175,6 +194,83 @@ def test_euler_round_trip_and_joint_relation(fast_env):
     _, rot = ik.forward(q)
     roll, pitch, yaw = kinematics.mat_to_euler(rot)  # SO-101 signs: pan about -z, roll about -x
     assert (roll, pitch, yaw) == pytest.approx((-0.5, 0.8, -0.3), abs=1e-6)
+
+
+# ------------------------------------------------------------------ one step, one action's worth
+
+def _outside_workspace(p) -> float:
+    """How far (m) point ``p`` (3,) lies outside the workspace box and the `MIN_REACH` cylinder."""
+    low, high = np.array(WORKSPACE).T
+    return float(max(0.0, *(low - p), *(p - high), MIN_REACH - math.hypot(p[0], p[1])))
+
+
+def _arm_touches_something(env) -> bool:
+    """True when a part of the arm touches an object or a receptacle (not the table)."""
+    m, d = env.model, env.data
+    base = m.body("base").id
+    for g1, g2 in d.contact.geom[:d.ncon]:
+        b1, b2 = int(m.body_rootid[m.geom_bodyid[g1]]), int(m.body_rootid[m.geom_bodyid[g2]])
+        if (b1 == base) != (b2 == base) and 0 not in (m.geom_bodyid[g1], m.geom_bodyid[g2]):
+            return True
+    return False
+
+
+def test_full_speed_straight_up_moves_one_action_per_step(fast_env):
+    obs, _ = fast_env.reset(seed=3, options={"task": "pick"})
+    start = obs["state"][:3].copy()
+    heights = [float(start[2])]
+    for _ in range(8):
+        obs, _, _, _, info = fast_env.step(np.array([0, 0, 0.1, 0, 0, 0, 1.0]))
+        heights.append(float(obs["state"][2]))
+    rises = np.diff(heights)
+    top = WORKSPACE[2][1]
+    assert rises.max() <= MAX_DPOS + STEP_TOLERANCE  # was 0.079 m in one step
+    assert rises[:4].min() >= 0.025  # at full speed while there is room
+    assert max(heights) <= top + BOX_TOLERANCE and heights[-1] >= top - 0.005  # up to the top, not past it
+    np.testing.assert_allclose(obs["state"][:2], start[:2], atol=0.01)  # straight up
+    assert info["n_clipped"] == 8
+
+
+def test_max_speed_moves_in_every_direction_stay_bounded():
+    """Seeded full-speed moves to every face of the workspace and diagonally, with rotations.
+
+    Actions are 3x the limit (clipped). While the arm touches nothing but the table, every
+    measured step stays within MAX_DPOS (+ servo lag) per axis and the hand within the box.
+    """
+    e = TabletopEnv(render_images=False, max_steps=100)
+    rng = np.random.default_rng(0)
+    faces = [sign * np.eye(3)[axis] for axis in range(3) for sign in (1.0, -1.0)]
+    worst_step = worst_out = 0.0
+    free = total = limited = 0
+    for episode in range(8):
+        obs, _ = e.reset(seed=500 + episode, options={"task": FAMILIES[episode % len(FAMILIES)]})
+        diagonals = [rng.choice([-1.0, 1.0], 3) * rng.integers(0, 2, 3) for _ in range(3)]
+        moves = faces + [d for d in diagonals if d.any()]
+        before, touching, done = obs["state"][:3].astype(float), _arm_touches_something(e), False
+        for k in rng.permutation(len(moves)):
+            turn = rng.uniform(-1.0, 1.0, 3) * MAX_DROT * rng.integers(0, 2)
+            action = np.concatenate([3 * MAX_DPOS * moves[k], turn, [float(rng.integers(0, 2))]])
+            for _ in range(int(rng.integers(4, 9))):
+                obs, _, terminated, truncated, info = e.step(action)
+                after, touched = obs["state"][:3].astype(float), _arm_touches_something(e)
+                total += 1
+                if not (touching or touched):
+                    free += 1
+                    worst_step = max(worst_step, float(np.abs(after - before).max()))
+                    worst_out = max(worst_out, _outside_workspace(after))
+                before, touching = after, touched
+                done = terminated or truncated
+                if done:
+                    break
+            if done:
+                break
+        assert info["n_clipped"] > 0
+        limited += info["n_step_limited"]
+    e.close()
+    assert total >= 350 and free >= 0.75 * total
+    assert limited > 0  # the step limiter was needed, and it held
+    assert worst_step <= MAX_DPOS + STEP_TOLERANCE, worst_step
+    assert worst_out <= BOX_TOLERANCE, worst_out
 
 
 def test_joint_mode_holds_still_and_validates():

@@ -15,8 +15,21 @@ closed** (BridgeData V2). Limits: |dpos| <= `MAX_DPOS`, |drot| <= `MAX_DROT`; la
 clipped and counted in ``info["n_clipped"]`` (number of clipped components, per episode).
 Deltas are added to the *commanded* pose (ManiSkill's ``use_target``), which is re-anchored to
 the measured pose when the two drift apart (contact, unreachable target). The target is kept in
-a workspace box (clamps counted in ``info["n_workspace_clipped"]``) and turned into joint
+a `WORKSPACE` box and lifted where the hand, at the asked-for orientation, would cut into the
+table (`ARM_FLOOR`; both counted in ``info["n_workspace_clipped"]``), then turned into joint
 targets by damped-least-squares IK on ``mj_jacSite``.
+
+**One step moves the hand at most** `MAX_DPOS` **per axis** (plus 2-5 mm of servo lag) **and
+never out of the workspace box.** The IK alone cannot promise that: near a joint limit or a
+singularity, or where the asked-for pitch is out of reach, its answer can lie far from the hand
+(unchecked, it made the hand rise 8 cm in one step). So in ``ee_delta`` mode the joint targets
+are checked before they are sent: no target moves more than `MAX_JOINT_STEP` rad, the tool
+point they put the hand at (forward kinematics) lies within ``MAX_DPOS + STEP_SLACK`` of the
+*measured* position on every axis and inside the workspace, and the arm stays out of the
+table. A step that fails is shortened (halved) until it passes; such steps are counted in
+``info["n_step_limited"]``. The bound holds while the arm touches nothing but the table: pressed
+onto an object or against a receptacle's wall, the hand can be pushed further when the contact
+gives way (up to ~6 cm in a stress test of random full-speed moves).
 
 **What is tracked** (``info["tracked"]``): x, y, z, roll (twist about the approach) and pitch.
 **dyaw is not tracked**: a 5-DoF arm's yaw is the pan angle, fixed by where the hand is
@@ -69,6 +82,19 @@ WORKSPACE = ((-0.05, 0.34), (-0.30, 0.30), (0.008, 0.25))
 MIN_REACH = 0.09
 #: The commanded pose is re-anchored to the measured one past these gaps (m, rad).
 REANCHOR_POS, REANCHOR_ROT = 0.01, 0.1
+#: The most a joint target moves in one control step (rad): a joint speed limit of 4.5 rad/s,
+#: the order of a hobby servo's top speed.
+MAX_JOINT_STEP = 0.45
+#: Allowance (m) over `MAX_DPOS` for the servos' tracking lag (the hand trails its target by
+#: 2-4 mm at full speed).
+STEP_SLACK = 0.002
+#: How many times a failing joint step is halved before the arm keeps its last targets.
+STEP_HALVINGS = 6
+#: The arm's collision shapes are kept this high (m) above the table top (z = 0); lifting the
+#: target is retried up to `FLOOR_TRIES` times.
+ARM_FLOOR, FLOOR_TRIES = 0.003, 3
+#: How deep (m) a joint target may put the arm into the table.
+TABLE_SLACK = 0.001
 RESET_OPTIONS = ("task",)
 CAMERAS = {"image": "third_person", "wrist_image": "wrist"}
 
@@ -167,6 +193,7 @@ class TabletopEnv(gym.Env):
         self._episode += 1
         self._steps, self._streak, self._done = 0, 0, False
         self._n_clipped, self._n_workspace, self._ik_error = 0, 0, 0.0
+        self._n_limited = 0
         return self._observe(), self._info(False)
 
     def _task_from(self, task, rng) -> TaskSpec:
@@ -188,7 +215,7 @@ class TabletopEnv(gym.Env):
         self._arm_qvel = self._ik.dof_adr
         self._arm_ctrl = np.array([m.actuator(j).id for j in ARM_JOINTS])
         self._grip_ctrl = m.actuator("gripper").id
-        self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in ("gripper", "gripper_mirror")])
+        self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in kinematics.FINGER_JOINTS])
         self._ee = m.site("ee").id
         self._finger_bodies = (m.body("finger_left").id, m.body("finger_right").id)
         arm_q = np.clip(arm_q, self._ik.low, self._ik.high)
@@ -213,12 +240,13 @@ class TabletopEnv(gym.Env):
         if self._done:
             raise RuntimeError("the episode is over (terminated or truncated); call reset()")
         action = self._validate(action)
-        if self.config.action_mode == "ee_delta":
-            q_target, grip = self._ee_targets(action)
-        else:
-            q_target, grip = action[:5], action[5]
+        grip = action[-1]
         if self.config.binary_gripper:
             grip = 1.0 if grip > 0.5 else 0.0
+        if self.config.action_mode == "ee_delta":
+            q_target = self._ee_targets(action, grip)
+        else:
+            q_target = action[:5]
         self._run(q_target, grip)
         self._steps += 1
         self._streak = self._streak + 1 if self._success_now() else 0
@@ -273,7 +301,8 @@ class TabletopEnv(gym.Env):
         self._cmd_pos = pose.position.copy()
         self._cmd_roll, self._cmd_pitch = float(pose.euler[0]), float(pose.euler[1])
 
-    def _ee_targets(self, a: np.ndarray) -> tuple:
+    def _ee_targets(self, a: np.ndarray, grip: float) -> np.ndarray:
+        """Joint targets (5,) for the end-effector delta ``a`` (7,); ``grip`` is the opening asked for."""
         pose = self.gripper_pose()
         if (np.linalg.norm(pose.position - self._cmd_pos) > REANCHOR_POS
                 or abs(pose.euler[0] - self._cmd_roll) > REANCHOR_ROT
@@ -286,7 +315,78 @@ class TabletopEnv(gym.Env):
         self._cmd_pos, self._cmd_roll, self._cmd_pitch = pos, roll, pitch
         rot = kinematics.reachable_rotation(pos, roll, pitch)
         q, self._ik_error, _ = self._ik.solve(self._q_cmd, pos, rot)
-        return q, a[6]
+        finger = max(float(self.data.qpos[self._finger_qpos].max()), float(grip) * FINGER_TRAVEL)
+        sink = ARM_FLOOR - self._ik.lowest_point(q, finger)
+        if sink > 0:  # this orientation would push the hand into the table: aim higher
+            self._n_workspace += 1
+            for _ in range(FLOOR_TRIES):  # the raised pose has a slightly different orientation
+                pos = pos + np.array([0.0, 0.0, sink])
+                q, self._ik_error, _ = self._ik.solve(q, pos, rot)
+                sink = ARM_FLOOR - self._ik.lowest_point(q, finger)
+                if sink <= 0:
+                    break
+            self._cmd_pos = pos
+        return self._limit_step(q, finger)
+
+    def _limit_step(self, q_target: np.ndarray, finger: float) -> np.ndarray:
+        """``q_target`` (5,), shortened if needed so the hand moves at most one action's worth.
+
+        The step from the last joint targets is first scaled so no target moves more than
+        `MAX_JOINT_STEP` -- the four joints that move the tool point together, keeping the
+        direction of the motion, the wrist roll (which turns the hand about the tool point)
+        on its own -- then halved until it passes `_step_allowed`. If no step passes, the
+        last targets are kept, or, if even they fail (the arm was pushed more than a step away
+        from them), the arm stops where it is. An acceptable ``q_target`` is returned unchanged.
+        ``finger`` is the fingers' slide (m) to check the table clearance with.
+        """
+        q_last = self._q_cmd
+        finger_now = float(self.data.qpos[self._finger_qpos].max())
+        floor = min(-TABLE_SLACK, self._ik.lowest_point(self.data.qpos[self._arm_qpos], finger_now),
+                    self._ik.lowest_point(q_last, finger))
+        now = (q_last, self.data.site_xpos[self._ee].copy(), self._ik.forward(q_last)[0], floor)
+        q_target = np.clip(q_target, self._ik.low, self._ik.high)
+        dq = q_target - q_last
+        too_fast = bool(np.any(np.abs(dq) > MAX_JOINT_STEP))
+        if not too_fast and self._step_allowed(q_target, finger, *now):
+            return q_target
+        self._n_limited += 1
+        roll = ARM_JOINTS.index("wrist_roll")
+        others = np.arange(len(dq)) != roll
+        dq[others] *= min(1.0, MAX_JOINT_STEP / float(np.abs(dq[others]).max()))
+        dq[roll] = np.clip(dq[roll], -MAX_JOINT_STEP, MAX_JOINT_STEP)
+        for _ in range(STEP_HALVINGS):
+            q = q_last + dq
+            if self._step_allowed(q, finger, *now):
+                return q
+            dq = dq / 2
+        if self._step_allowed(q_last, finger, *now):
+            return q_last.copy()  # keep the last targets
+        return self.data.qpos[self._arm_qpos].copy()  # stop where the arm is
+
+    def _step_allowed(self, q_next: np.ndarray, finger: float, q_last: np.ndarray, p_now: np.ndarray,
+                      p_last: np.ndarray, floor: float) -> bool:
+        """Whether the arm may be sent to joint angles ``q_next`` (5,) this step.
+
+        The tool point ``q_next`` puts the hand at must (1) lie within ``MAX_DPOS +
+        STEP_SLACK`` of the measured ``p_now`` (3,) along every axis; (2) lie inside the
+        workspace (box and `MIN_REACH`), or no further out than the last target's tool point
+        ``p_last`` (3,) (the arm may be stuck outside, where the IK's best effort put it;
+        comparing with the *measured* point would let the servos' lag ratchet it further
+        out); and (3) the arm's lowest point, at ``q_next`` and half-way there from the last
+        targets ``q_last`` (the servos sweep the arm along the joint-space line), must not sink
+        below ``floor`` (m): `TABLE_SLACK` into the table, or the lower of the arm now and at
+        its last targets (opening fingers can push those into the table).
+        """
+        p_next = self._ik.forward(q_next)[0]
+        if np.any(np.abs(p_next - p_now) > MAX_DPOS + STEP_SLACK):
+            return False
+        for v, v_last, (low, high) in zip(p_next, p_last, WORKSPACE, strict=True):
+            if v < min(low, v_last) or v > max(high, v_last):
+                return False
+        reach, reach_last = math.hypot(p_next[0], p_next[1]), math.hypot(p_last[0], p_last[1])
+        if reach < min(MIN_REACH, reach_last):
+            return False
+        return min(self._ik.lowest_point(q, finger) for q in (q_next, (q_last + q_next) / 2)) >= floor
 
     def _clamp(self, value: float, bounds) -> float:
         clamped = min(max(value, bounds[0]), bounds[1])
@@ -330,7 +430,8 @@ class TabletopEnv(gym.Env):
 
     def _info(self, success: bool) -> dict:
         return {"success": bool(success), "task": self.task, "n_clipped": self._n_clipped,
-                "n_workspace_clipped": self._n_workspace, "ik_error": self._ik_error,
+                "n_workspace_clipped": self._n_workspace, "n_step_limited": self._n_limited,
+                "ik_error": self._ik_error,
                 "tracked": kinematics.TRACKED, "untracked": kinematics.UNTRACKED, "step": self._steps}
 
     def gripper_pose(self) -> GripperPose:

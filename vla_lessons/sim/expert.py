@@ -8,6 +8,8 @@ per family -- pick: approach above, descend, close, lift; place: pick, carry, lo
 retreat; push: close, get behind the object, lower, push along the direction, retreat -- and
 turns each waypoint into a bounded end-effector delta with a proportional step capped at a
 speed, so motions are smooth: no teleports, the gripper is either 1.0 (open) or 0.0 (closed).
+A downward phase also ends when the hand has stopped moving: the env keeps the hand off the
+table (`vla_lessons.sim.env.ARM_FLOOR`), so a tilted, open hand may rest above its goal.
 ``noise`` adds seeded Gaussian noise to the motion part of the actions, for diverse data.
 """
 
@@ -27,6 +29,7 @@ HOVER = 0.07        # approach height above the grasp point (m)
 CARRY_Z = 0.11      # tool height while carrying (m)
 RELEASE_GAP = 0.015  # object bottom above the receptacle floor when it is let go (m)
 GAIN = 0.7
+STALL = 0.0015      # a hand that moved less than this (m) in a step has stopped (it rests on something)
 
 
 def _yaw_of(quat) -> float:
@@ -84,9 +87,14 @@ class ScriptedExpert:
         self._episode = self.env.episode_id
         self.phase, self._count = "start", 0
         self._grasp = None
+        self._last_pos, self._moved = None, math.inf
 
     def _goto(self, phase: str) -> None:
         self.phase, self._count = phase, 0
+
+    def _stalled(self) -> bool:
+        """True when the hand has stopped moving, two or more steps into the phase."""
+        return self._count > 2 and self._moved < STALL
 
     def act(self, obs: dict) -> np.ndarray:
         """The next action, float32 (7,) = (dx, dy, dz, droll, dpitch, dyaw, gripper)."""
@@ -95,6 +103,8 @@ class ScriptedExpert:
         self._count += 1
         family = self.env.task.family
         pos, euler = np.asarray(obs["state"][:3], float), np.asarray(obs["state"][3:6], float)
+        self._moved = math.inf if self._last_pos is None else float(np.linalg.norm(pos - self._last_pos))
+        self._last_pos = pos
         step = {"pick": self._pick, "place": self._place, "push": self._push}[family]
         target, roll, pitch, grip, speed = step(pos)
         return self._action(pos, euler, target, roll, pitch, grip, speed)
@@ -146,7 +156,7 @@ class ScriptedExpert:
             obj, _ = self._object()  # follow the object if it was nudged
             point = np.array([obj.position[0], obj.position[1], point[2]])
             self._grasp = (point, roll)
-            if np.linalg.norm(point - pos) < 0.004 or self._count > 20:
+            if np.linalg.norm(point - pos) < 0.004 or self._count > 20 or self._stalled():
                 self._goto("close")
             else:
                 return point, roll, GRASP_PITCH, 1.0, self.SPEED["descend"]
@@ -184,7 +194,7 @@ class ScriptedExpert:
         if self.phase == "lower":
             _, state = self._object()
             drop = state.bottom - (floor_height(rec.name) + RELEASE_GAP)
-            if drop < 0.004 or self._count > 20:
+            if drop < 0.004 or self._count > 20 or self._stalled():
                 self._goto("release")
             else:
                 low = np.array([goal[0], goal[1], pos[2] - drop])
@@ -215,7 +225,7 @@ class ScriptedExpert:
                 return target, roll, PUSH_PITCH, 0.0, self.SPEED["approach"]
         if self.phase == "lower":
             target = np.array([*behind, push_z])
-            if np.linalg.norm(target - pos) < 0.005 or self._count > 20:
+            if np.linalg.norm(target - pos) < 0.005 or self._count > 20 or self._stalled():
                 self._goto("push")
             else:
                 return target, roll, PUSH_PITCH, 0.0, self.SPEED["descend"]
