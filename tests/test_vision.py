@@ -343,6 +343,33 @@ def test_linear_probes_read_linear_signals_and_reject_nan():
         V.fit_linear_regressor(x_bad, pos)
 
 
+def test_coordinate_pooling_is_a_shared_linear_detector():
+    rng = np.random.default_rng(1)
+    cells = rng.integers(0, 16, size=300)  # the object's patch on a 4 x 4 grid
+    feats = torch.zeros(300, 16, 3, dtype=torch.float64)
+    feats[torch.arange(300), torch.from_numpy(cells), 0] = 1.0  # a perfect "object here" detector
+    feats[..., 1:] = torch.from_numpy(rng.normal(size=(300, 16, 2)))  # and some noise channels
+    pooled = probes.coordinate_pooled(feats)
+    assert pooled.shape == (300, 18)
+    u = ((cells % 4) + 0.5) / 4 * 2 - 1
+    assert np.allclose(pooled[:, 1 * 3].numpy(), u / 16)  # weight u on the detector channel
+    table_xy = np.stack([0.3 * u, 0.1 + 0.2 * (((cells // 4) + 0.5) / 4 * 2 - 1)], axis=1)
+    result = probes.where_probe(pooled, table_xy[:, None, :])
+    assert result.score > 0.99
+    with pytest.raises(ValueError, match="square"):
+        probes.coordinate_pooled(torch.zeros(2, 15, 3))
+
+
+def test_probe_table_rows(tiny_encoders, tiny_data):
+    siglip, dino, _ = tiny_encoders
+    rows = probes.probe_table({"siglip": siglip, "fused": fusion.FusedBackbone(siglip, dino)}, tiny_data,
+                              min_samples=10)
+    assert [r["model"] for r in rows] == ["siglip", "fused"] and [r["dim"] for r in rows] == [32, 64]
+    assert "where_r2" not in rows[0]  # synthetic scenes have no receptacles
+    for r in rows:
+        assert 0 <= r["what_colour"] <= 1 and math.isfinite(r["bind_cm"]) and r["bind_baseline_cm"] > 0
+
+
 def test_probe_feature_helpers(tiny_encoders, tiny_data):
     siglip, dino, _ = tiny_encoders
     pixels = pix.preprocess(tiny_data.images[:5], 28, "dino")
@@ -368,3 +395,6 @@ def test_sim_dataset_is_seeded_and_captioned_from_ground_truth():
         assert objs[0].kind == "object" and any(o.kind == "receptacle" for o in objs)
         assert caption == captions.caption_scene(objs, right_axis=right, forward_axis=forward)
     assert a.presence("colour").shape == (3, 6) and a.presence("shape").shape == (3, 3)
+    receptacles = a.positions("shape", "receptacle")
+    assert set(a.values("shape", "receptacle")) <= {"bowl", "plate", "tray"}
+    assert (np.isfinite(receptacles).all(axis=2).sum(axis=1) == 2).all()  # two receptacles per scene

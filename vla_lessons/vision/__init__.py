@@ -13,6 +13,7 @@ Modules, in the order the lesson meets them:
 * :mod:`.dino_train`   -- self-distillation (DINO + iBOT) and DINOv2 pretraining
 * :mod:`.fusion`       -- the fused backbone, the projectors, the real openvla-7b sizes
 * :mod:`.probes`       -- linear probes of "what" and "where"
+* :mod:`.build`        -- the build step: render, pretrain, save (``build_vision``)
 """
 
 from .captions import ObjectRecord, build_caption_tokenizer, caption_scene, encode_captions

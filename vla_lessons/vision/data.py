@@ -7,12 +7,12 @@ scene and the ground-truth object records the captions were written from. Two so
 :func:`synthetic_dataset` (coloured shapes drawn with numpy; fast, no simulator, used by the
 tests) and :func:`vla_lessons.vision.sim_data.sim_dataset` (renders of the course's tabletop).
 
-The probes of lesson 04 ask about the movable objects (``kind == "object"``) of each scene,
-in a form that is well defined however many objects a scene has:
+The probes of lesson 04 ask questions that are well defined however many objects a scene has:
 
-* "what": is there an object of colour c? of shape s? (:meth:`VisionData.presence`);
-* "where": the table (x, y) of the object of colour c, in the scenes that have exactly one
-  (:meth:`VisionData.positions`).
+* "what": is there a movable object of colour c? of shape s? (:meth:`VisionData.presence`);
+* "where": the table (x, y) of each receptacle (plate, bowl, tray: large, one of each at most),
+  and "what + where": the (x, y) of the movable object of colour c, in the scenes that have
+  exactly one (:meth:`VisionData.positions`).
 """
 
 from __future__ import annotations
@@ -75,42 +75,47 @@ class VisionData:
         return VisionData(self.images[idx], [self.captions[i] for i in idx], [self.objects[i] for i in idx],
                           list(self.colours), list(self.shapes))
 
-    def _movable(self, i: int) -> list[ObjectRecord]:
-        return [o for o in self.objects[i] if o.kind == "object"]
+    def _things(self, i: int, kind: str) -> list[ObjectRecord]:
+        return [o for o in self.objects[i] if o.kind == kind]
 
-    def presence(self, attribute: str = "colour") -> np.ndarray:
-        """(N, K) int64: 1 where scene n has a movable object with the k-th colour (or shape).
+    def values(self, attribute: str = "colour", kind: str = "object") -> list[str]:
+        """The sorted class names of ``attribute`` for ``kind``: the columns of the label arrays.
 
-        Introduced in lesson 04. K runs over :attr:`colours` (or :attr:`shapes`).
+        Introduced in lesson 04. For movable objects, :attr:`colours` and :attr:`shapes`.
         """
-        values = self._values(attribute)
+        if attribute not in ("colour", "shape"):
+            raise ValueError(f"attribute must be 'colour' or 'shape', got {attribute!r}")
+        if kind == "object":
+            return self.colours if attribute == "colour" else self.shapes
+        return sorted({getattr(o, attribute) for objs in self.objects for o in objs if o.kind == kind})
+
+    def presence(self, attribute: str = "colour", kind: str = "object") -> np.ndarray:
+        """(N, K) int64: 1 where scene n has a ``kind`` thing with the k-th colour (or shape).
+
+        Introduced in lesson 04. K runs over :meth:`values`.
+        """
+        values = self.values(attribute, kind)
         out = np.zeros((len(self), len(values)), dtype=np.int64)
         for n in range(len(self)):
-            for o in self._movable(n):
+            for o in self._things(n, kind):
                 out[n, values.index(getattr(o, attribute))] = 1
         return out
 
-    def positions(self, attribute: str = "colour") -> np.ndarray:
-        """(N, K, 2) float32: table (x, y) in metres of scene n's only object with value k, else NaN.
+    def positions(self, attribute: str = "colour", kind: str = "object") -> np.ndarray:
+        """(N, K, 2) float32: table (x, y) in metres of scene n's only ``kind`` thing with value k.
 
-        Introduced in lesson 04. NaN where the scene has no such object or more than one.
+        Introduced in lesson 04. NaN where the scene has no such thing or more than one.
+        ``positions("shape", "receptacle")`` locates the plate, the bowl and the tray.
         """
-        values = self._values(attribute)
+        values = self.values(attribute, kind)
         out = np.full((len(self), len(values), 2), np.nan, dtype=np.float32)
         for n in range(len(self)):
-            movable = self._movable(n)
+            things = self._things(n, kind)
             for k, value in enumerate(values):
-                match = [o for o in movable if getattr(o, attribute) == value]
+                match = [o for o in things if getattr(o, attribute) == value]
                 if len(match) == 1:
                     out[n, k] = match[0].position[:2]
         return out
-
-    def _values(self, attribute: str) -> list[str]:
-        if attribute == "colour":
-            return self.colours
-        if attribute == "shape":
-            return self.shapes
-        raise ValueError(f"attribute must be 'colour' or 'shape', got {attribute!r}")
 
 
 def _to_pixel(xy: np.ndarray, image_size: int) -> np.ndarray:

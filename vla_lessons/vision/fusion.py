@@ -149,9 +149,10 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-#: openvla-7b's SigLIP: timm ``vit_so400m_patch14_siglip_224`` (So400m/14 at 224 px).
+#: openvla-7b's SigLIP: timm ``vit_so400m_patch14_siglip_224`` (So400m/14 at 224 px). timm builds it
+#: with the exact GELU (transformers' SigLIP default is the tanh approximation).
 REAL_SIGLIP = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                   image_size=224, patch_size=14, vision_use_head=True)
+                   image_size=224, patch_size=14, vision_use_head=True, hidden_act="gelu")
 #: openvla-7b's DINOv2: timm ``vit_large_patch14_reg4_dinov2.lvd142m`` (ViT-L/14, 4 registers) at 224 px.
 REAL_DINO = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, mlp_ratio=4,
                  image_size=224, patch_size=14, num_register_tokens=4, layerscale_value=1e-5)

@@ -8,9 +8,14 @@ features hold in a linearly accessible form. Two probes:
 * **what** -- a linear classifier (multinomial logistic regression) of the target object's colour
   or shape from the **mean-pooled** patch features (D numbers per image). Pooling throws away
   where each patch was, so only "what is in the image" survives.
-* **where** -- a linear regressor (ridge) of the target's table (x, y) from **all patch features
-  flattened** (N x D numbers per image): a linear map that may weigh every patch differently,
-  with no attention and no non-linearity.
+* **where** -- a linear regressor (ridge) of an object's table (x, y) from an **attention-free
+  linear map over the patch grid**: one linear detector ``w . f_p`` shared by all patches, whose
+  outputs are summed with weights that are fixed functions of each patch's image coordinates
+  (u, v): 1, u, v, uv, u^2, v^2 (the quadratic terms absorb the camera's perspective). As the
+  map is linear, this is ridge regression on :func:`coordinate_pooled` features (6 x D numbers).
+  :func:`flattened` (N x D numbers, a separate weight for every patch) is the unshared
+  alternative; it needs far more labelled scenes, since each patch's detector is learnt from
+  the few scenes with an object in that patch.
 
 What makes the comparison fair between SigLIP, DINOv2 and their fusion:
 
@@ -27,6 +32,7 @@ What makes the comparison fair between SigLIP, DINOv2 and their fusion:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +75,25 @@ def mean_pooled(features: torch.Tensor) -> torch.Tensor:
     Introduced in lesson 04.
     """
     return features.mean(dim=1)
+
+
+def coordinate_pooled(features: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) -> (B, 6 * D): patch features summed with weights 1, u, v, uv, u^2, v^2 / N.
+
+    Introduced in lesson 04. (u, v) in [-1, 1] are the patch centres' image coordinates
+    (u to the right, v down) on the square grid of N = g x g patches. A linear map of these
+    features is a per-patch linear detector, shared across the grid, combined with the patch
+    coordinates: the "where" probe's input.
+    """
+    b, n, d = features.shape
+    g = math.isqrt(n)
+    if g * g != n:
+        raise ValueError(f"features must come from a square patch grid, got {n} patches")
+    centres = (torch.arange(g, dtype=features.dtype) + 0.5) / g * 2 - 1
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    u, v = u.reshape(-1), v.reshape(-1)
+    weights = torch.stack([torch.ones_like(u), u, v, u * v, u * u, v * v])  # (6, N)
+    return torch.einsum("kn,bnd->bkd", weights, features).reshape(b, 6 * d) / n
 
 
 def flattened(features: torch.Tensor) -> torch.Tensor:
@@ -289,23 +314,24 @@ def what_probe(pooled, present, names=None, **kwargs) -> ProbeSummary:
     return _summary(results, used)
 
 
-def where_probe(flat, positions, names=None, min_samples: int = 30, **kwargs) -> ProbeSummary:
+def where_probe(features, positions, names=None, min_samples: int = 30, **kwargs) -> ProbeSummary:
     """"Where": one ridge regressor per column of ``positions`` (N, K, 2), e.g. "where is the red
-    object?", from flattened patch features (N, D'), on the scenes where that column is not NaN.
+    object?", from per-image features (N, D') -- :func:`coordinate_pooled` or :func:`flattened`
+    patch features -- on the scenes where that column is not NaN.
 
     Introduced in lesson 04. Mean test R^2 and mean error (metres) over the K columns; columns
     with fewer than ``min_samples`` labelled scenes are skipped. ``kwargs`` go to
     :func:`fit_linear_regressor`.
     """
     positions = np.asarray(positions)
-    flat = flat if isinstance(flat, torch.Tensor) else torch.as_tensor(np.asarray(flat))
+    features = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
     names = names or [str(k) for k in range(positions.shape[1])]
     results, used = [], []
     for k in range(positions.shape[1]):
         rows = np.flatnonzero(np.isfinite(positions[:, k]).all(axis=1))
         if len(rows) < min_samples:
             continue
-        results.append(fit_linear_regressor(flat[torch.from_numpy(rows)], positions[rows, k], **kwargs))
+        results.append(fit_linear_regressor(features[torch.from_numpy(rows)], positions[rows, k], **kwargs))
         used.append(names[k])
     return _summary(results, used)
 
@@ -329,29 +355,47 @@ def pixel_values_for(model, images) -> torch.Tensor:
     return preprocess(images, int(tower.config.image_size), encoder)
 
 
-def probe_table(models: dict, data, feature_layer: int = -2, batch_size: int = 64, **kwargs) -> list[dict]:
-    """Run the "what" and "where" probes for each named model on ``data`` (a ``VisionData``).
+def probe_table(models: dict, data, feature_layer: int = -2, batch_size: int = 64,
+                flat: bool = False, min_samples: int = 30) -> list[dict]:
+    """Run the "what", "where" and "what + where" probes for each named model on ``data``.
 
-    Introduced in lesson 04. ``models`` maps a row name to an encoder or a ``FusedBackbone``.
-    Returns one dict per model: ``what_colour`` and ``what_shape`` (mean test accuracy of the
-    presence questions) with their majority baselines, ``where_r2`` and ``where_error_cm``
-    (position of the object of each colour) with the mean-guess error ``where_baseline_cm``,
-    and the feature width ``dim``. Every model sees the same images, splits and grids.
+    Introduced in lesson 04. ``models`` maps a row name to an encoder or a ``FusedBackbone``;
+    ``data`` is a :class:`~vla_lessons.vision.data.VisionData`. Every model sees the same
+    images, splits and penalty grids. One dict per model with the feature width ``dim`` and:
+
+    * ``what_colour``, ``what_shape``: mean test accuracy of "is there a movable object of
+      colour c / shape s?" from mean-pooled features (``*_baseline``: majority class);
+    * ``where_r2``, ``where_cm``: test R^2 and mean error (cm) of each receptacle's (x, y) from
+      coordinate-pooled features (``where_baseline_cm``: guessing the mean position); only
+      when the scenes have receptacles;
+    * ``bind_r2``, ``bind_cm``: the same for "where is the movable object of colour c?", which
+      needs the colour (what) and the place (where) together (``bind_baseline_cm``);
+    * with ``flat=True`` also ``bind_r2_flat``, ``bind_cm_flat`` from flattened features.
+
+    Position probes skip the columns with fewer than ``min_samples`` labelled scenes.
     """
     present_colour, present_shape = data.presence("colour"), data.presence("shape")
-    positions = data.positions("colour")
+    by_colour = data.positions("colour")
+    receptacles = data.values("shape", "receptacle")
     rows = []
     for name, model in models.items():
         chunks = [encoder_features(model, pixel_values_for(model, data.images[i:i + batch_size]), feature_layer,
                                    batch_size) for i in range(0, len(data), batch_size)]
         features = torch.cat(chunks)
-        pooled, flat = mean_pooled(features), flattened(features)
-        colour = what_probe(pooled, present_colour, data.colours, **kwargs)
-        shape = what_probe(pooled, present_shape, data.shapes, **kwargs)
-        where = where_probe(flat, positions, data.colours, **kwargs)
-        rows.append({"model": name, "dim": int(features.shape[-1]),
-                     "what_colour": colour.score, "what_colour_baseline": colour.baseline,
-                     "what_shape": shape.score, "what_shape_baseline": shape.baseline,
-                     "where_r2": where.score, "where_error_cm": 100 * where.mean_error,
-                     "where_baseline_cm": 100 * where.baseline_error})
+        pooled, coords = mean_pooled(features), coordinate_pooled(features)
+        colour = what_probe(pooled, present_colour, data.colours)
+        shape = what_probe(pooled, present_shape, data.shapes)
+        row = {"model": name, "dim": int(features.shape[-1]),
+               "what_colour": colour.score, "what_colour_baseline": colour.baseline,
+               "what_shape": shape.score, "what_shape_baseline": shape.baseline}
+        if receptacles:
+            where = where_probe(coords, data.positions("shape", "receptacle"), receptacles, min_samples)
+            row.update(where_r2=where.score, where_cm=100 * where.mean_error,
+                       where_baseline_cm=100 * where.baseline_error)
+        bind = where_probe(coords, by_colour, data.colours, min_samples)
+        row.update(bind_r2=bind.score, bind_cm=100 * bind.mean_error, bind_baseline_cm=100 * bind.baseline_error)
+        if flat:
+            bind_flat = where_probe(flattened(features), by_colour, data.colours, min_samples)
+            row.update(bind_r2_flat=bind_flat.score, bind_cm_flat=100 * bind_flat.mean_error)
+        rows.append(row)
     return rows

@@ -69,6 +69,10 @@ class SiglipRecipe:
     warmup_fraction: float = 0.1
     weight_decay: float = 0.1
     clip_grad: float = 1.0
+    #: learning-rate multiplier for t' and b. SigLIP trains them like any weight over ~10^5
+    #: steps; in a few hundred steps they would barely move from t = 10, b = -10, which caps a
+    #: matching pair's logit at t + b = 0 (probability 0.5).
+    logit_lr_scale: float = 10.0
     augment: bool = True
     #: treat two scenes with the same caption as a positive pair (a small caption language makes
     #: exact duplicates common; calling them negatives would contradict the data).
@@ -100,16 +104,31 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator):
             yield order[start:start + batch_size]
 
 
-def adamw_for(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def adamw_for(model: torch.nn.Module, lr: float, weight_decay: float,
+              lr_scales: dict[str, float] | None = None) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not on biases, norms, t' or b).
+
+    Introduced in lesson 04. ``lr_scales`` maps parameter names to a learning-rate multiplier
+    (kept in each group's ``"lr_scale"``; :func:`set_lr` applies it).
+    """
+    lr_scales = lr_scales or {}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if p.ndim >= 2 and n not in lr_scales],
+               "weight_decay": weight_decay, "lr_scale": 1.0},
+              {"params": [p for n, p in named if p.ndim < 2 and n not in lr_scales],
+               "weight_decay": 0.0, "lr_scale": 1.0}]
+    for name, scale in lr_scales.items():
+        groups.append({"params": [p for n, p in named if n == name], "weight_decay": 0.0, "lr_scale": scale})
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate to ``lr`` times its ``"lr_scale"``.
 
     Introduced in lesson 04.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def _check_inputs(images, captions) -> None:
@@ -157,7 +176,8 @@ def pretrain_siglip(images, captions, config: SiglipConfig | None = None, steps:
     caption_id = torch.from_numpy(caption_id.astype(np.int64))
 
     model = build_siglip(config, seed=seed).train()
-    optimizer = adamw_for(model, recipe.lr, recipe.weight_decay)
+    optimizer = adamw_for(model, recipe.lr, recipe.weight_decay,
+                          {"logit_scale": recipe.logit_lr_scale, "logit_bias": recipe.logit_lr_scale})
     generator = torch.Generator().manual_seed(seed)
     batches = epoch_batches(len(images), recipe.batch_size, generator)
     size = int(config.vision_config.image_size)
@@ -174,8 +194,7 @@ def pretrain_siglip(images, captions, config: SiglipConfig | None = None, steps:
         if recipe.duplicate_captions_are_positives:
             positives = caption_id[idx, None] == caption_id[None, idx]
         loss = sigmoid_loss(out.image_embeds, out.text_embeds, model.logit_scale, model.logit_bias, positives)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, steps, recipe.lr, recipe.min_lr, recipe.warmup_fraction)
+        set_lr(optimizer, cosine_lr(step, steps, recipe.lr, recipe.min_lr, recipe.warmup_fraction))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)

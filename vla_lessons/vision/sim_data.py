@@ -50,7 +50,7 @@ def sim_dataset(n: int, seed: int = 0, image_size: int = 128, split: str = "trai
 
     Introduced in lesson 04. ``image_size`` is the render size (96-224); ``split`` the
     scene distribution (``"train"`` or ``"heldout"``, see ``vla_lessons.sim.config``). Same
-    arguments, same data. About 0.2 s per scene on 2 CPU cores.
+    arguments, same data. About 0.04 s per scene on 2 CPU cores (2,500 scenes in 102 s).
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
