@@ -73,6 +73,17 @@ def build_data(only: list[str] | None = None) -> list[dict]:
     return summaries
 
 
+@target("vision", "pretrain the small SigLIP and DINOv2 encoders on sim renders (build/vision/)")
+def build_vision_target(only: list[str] | None = None) -> list[dict]:
+    """Pretrain both small encoders (or those in ``only``: "siglip", "dino").
+
+    Introduced in lesson 04. See :func:`vla_lessons.vision.build.build_vision`.
+    """
+    from vla_lessons.vision.build import build_vision
+
+    return build_vision(only=only)
+
+
 def _summary_line(summary: dict) -> str:
     short = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     if isinstance(short.get("seconds"), float):

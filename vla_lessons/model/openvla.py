@@ -50,6 +50,8 @@ from transformers import (
     SiglipVisionModel,
 )
 
+from vla_lessons.vision.fusion import FusedProjector
+
 #: OpenVLA's prompt (``PurePromptBuilder``); the instruction is inserted as given. The training
 #: data's instructions were lower-cased, so pass lower-case text for the released model.
 PROMPT_TEMPLATE = "In: What action should the robot take to {instruction}?\nOut:"
@@ -305,25 +307,6 @@ class DinoSigLIPBackbone(nn.Module):
         return torch.cat([dino[:, self.num_dino_prefix_tokens:], siglip], dim=2)
 
 
-class FusedMLPProjector(nn.Module):
-    """OpenVLA's ``fused-gelu-mlp``: ``fc1`` (d -> 4d), GELU, ``fc2`` (4d -> h), GELU, ``fc3`` (h -> h).
-
-    Introduced in lesson 05. For OpenVLA-7B: 2176 -> 8704 -> 4096 -> 4096 (71.4M parameters).
-    Module names match openvla's checkpoint keys (``projector.fc1`` ...).
-    """
-
-    def __init__(self, vision_dim: int, text_dim: int):
-        super().__init__()
-        self.fc1 = nn.Linear(vision_dim, 4 * vision_dim)
-        self.act_fn1 = nn.GELU()
-        self.fc2 = nn.Linear(4 * vision_dim, text_dim)
-        self.act_fn2 = nn.GELU()
-        self.fc3 = nn.Linear(text_dim, text_dim)
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        return self.fc3(self.act_fn2(self.fc2(self.act_fn1(self.fc1(patches)))))
-
-
 class OpenVLAForActionPrediction(PreTrainedModel):
     """OpenVLA-7B built from transformers-native parts: vision backbone, projector, Llama-2.
 
@@ -344,7 +327,7 @@ class OpenVLAForActionPrediction(PreTrainedModel):
     def __init__(self, config: OpenVLAConfig):
         super().__init__(config)
         self.vision_backbone = DinoSigLIPBackbone(config)
-        self.projector = FusedMLPProjector(config.vision_dim, config.text_hidden_size)
+        self.projector = FusedProjector(config.vision_dim, config.text_hidden_size)
         self.language_model = LlamaForCausalLM(config.llama_config())
         self.processor = None
         self.post_init()
