@@ -8,7 +8,7 @@ features are concatenated (:class:`~vla_lessons.vision.fusion.FusedBackbone`), a
 language model's width, and Llama-2 reads ``<s>`` + visual tokens + the prompt through
 ``inputs_embeds``::
 
-    image (B, 6, 112, 112) -> FusedBackbone -> (B, 64, 128 + 128) -> FusedProjector -> (B, 64, 256)
+    image (B, 6, 112, 112) -> FusedBackbone -> (B, 64, 128 + 128) -> FusedProjector -> (B, 64, 192)
     input_ids  <s> In: what colour is the cube?\\nOut:
     embeds     <s> [64 visual tokens] In: what colour is the cube?\\nOut:   -> LlamaForCausalLM -> " red</s>"
 
@@ -55,9 +55,9 @@ SMALL_SIGLIP = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
                     image_size=112, patch_size=14, vision_use_head=True)
 SMALL_DINO = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, mlp_ratio=4, image_size=112,
                   patch_size=14, num_register_tokens=4, layerscale_value=1.0)
-#: The course's small Llama: 4 layers of width 256, a 1024-id vocabulary (768 text + 256 reserved).
-SMALL_LLAMA = dict(vocab_size=1024, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
-                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+#: The course's small Llama: 3 layers of width 192, a 1024-id vocabulary (768 text + 256 reserved).
+SMALL_LLAMA = dict(vocab_size=1024, hidden_size=192, intermediate_size=512, num_hidden_layers=3,
+                   num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
                    rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)
 
 
@@ -395,21 +395,40 @@ def encode_prompts(tokenizer, questions: list[str]) -> dict[str, torch.Tensor]:
 
 
 def encode_examples(tokenizer, questions: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
-    """Training examples ``<s> In: q\\nOut: a</s>``: ``input_ids``, ``attention_mask``, ``labels`` (B, T).
+    """Training examples ``<s> In: q\nOut: a</s>``: ``input_ids``, ``attention_mask``, ``labels`` (B, T).
 
     Introduced in lesson 05. Right-padded. ``labels`` are the ids on the answer and ``</s>`` and
     ``-100`` on ``<s>``, the prompt and the padding: the loss is on answer tokens only.
     """
     if isinstance(questions, str) or isinstance(answers, str) or len(questions) != len(answers) or not questions:
         raise ValueError("questions and answers must be non-empty lists of the same length")
+    return encode_conversations(tokenizer, [[(q, a)] for q, a in zip(questions, answers)])
+
+
+def encode_conversations(tokenizer, conversations: list[list[tuple[str, str]]]) -> dict[str, torch.Tensor]:
+    """Multi-turn examples ``<s> In: q1\nOut: a1</s>In: q2\nOut: a2</s>...``, one per image.
+
+    Introduced in lesson 05. LLaVA and Prismatic train on conversations: several questions about
+    one image share one sequence, so the image's visual tokens are computed once for all of
+    them. Returns right-padded ``input_ids``, ``attention_mask`` and ``labels`` (B, T), with labels
+    on every answer and its ``</s>`` only.
+    """
+    if isinstance(conversations, (str, tuple)) or not conversations:
+        raise ValueError("conversations must be a non-empty list of lists of (question, answer) pairs")
     ids, labels = [], []
-    for q, a in zip(questions, answers):
-        if not isinstance(a, str) or not a.strip():
-            raise ValueError(f"an answer must be a non-empty string, got {a!r}")
-        prompt = tokenizer(build_prompt(q))["input_ids"]
-        answer = tokenizer(" " + a.strip(), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids.append(prompt + answer)
-        labels.append([IGNORE_INDEX] * len(prompt) + answer)
+    for turns in conversations:
+        if not turns:
+            raise ValueError("every conversation needs at least one (question, answer) turn")
+        row, lab = [tokenizer.bos_token_id], [IGNORE_INDEX]
+        for q, a in turns:
+            if not isinstance(a, str) or not a.strip():
+                raise ValueError(f"an answer must be a non-empty string, got {a!r}")
+            prompt = tokenizer(build_prompt(q), add_special_tokens=False)["input_ids"]
+            answer = tokenizer(" " + a.strip(), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            row += prompt + answer
+            lab += [IGNORE_INDEX] * len(prompt) + answer
+        ids.append(row)
+        labels.append(lab)
     return _pad(ids, [[1] * len(r) for r in ids], labels, tokenizer.pad_token_id, left=False)
 
 
@@ -439,7 +458,8 @@ def decode_answers(tokenizer, new_ids: torch.Tensor) -> list[str]:
 # ----------------------------------------------------------------------------- building
 
 
-def build_vlm(tokenizer=None, *, siglip=None, dino=None, seed: int = 0, projector_type: str = "fused-gelu-mlp",
+def build_vlm(tokenizer=None, *, siglip=None, dino=None, siglip_config: dict | None = None,
+              dino_config: dict | None = None, seed: int = 0, projector_type: str = "fused-gelu-mlp",
               **llama_overrides) -> PrismaticVLM:
     """A fresh :class:`PrismaticVLM` sized for ``tokenizer``, optionally with pretrained towers.
 
@@ -449,8 +469,10 @@ def build_vlm(tokenizer=None, *, siglip=None, dino=None, seed: int = 0, projecto
         tokenizer: the course tokenizer (sets the vocabulary size and bos/eos/pad ids); None
             keeps :data:`SMALL_LLAMA`'s.
         siglip: a trained SigLIP (``SiglipModel`` or ``SiglipVisionModel``, lesson 04) whose image
-            tower's weights are copied in; None leaves it randomly initialised.
+            tower is copied in; None builds a randomly initialised tower.
         dino: a trained ``Dinov2Model`` / ``Dinov2WithRegistersModel``, likewise.
+        siglip_config, dino_config: changes to :data:`SMALL_SIGLIP` / :data:`SMALL_DINO` for
+            untrained towers (tests use 28 px towers).
         seed: seeds the random initialisation (Llama, projector, any untrained tower).
         llama_overrides: changes to :data:`SMALL_LLAMA` (e.g. ``num_hidden_layers=2``).
     """
@@ -465,17 +487,70 @@ def build_vlm(tokenizer=None, *, siglip=None, dino=None, seed: int = 0, projecto
                            **llama_overrides}
     siglip_tower = vision_tower(siglip) if siglip is not None else None
     dino_tower = vision_tower(dino) if dino is not None else None
-    config = PrismaticVLMConfig(
-        siglip_config=siglip_tower.config.to_dict() if siglip_tower is not None else None,
-        dino_config=dino_tower.config.to_dict() if dino_tower is not None else None,
-        text_config={**SMALL_LLAMA, **llama_overrides}, projector_type=projector_type)
+    if siglip_tower is not None and siglip_config:
+        raise ValueError("give either a trained siglip or siglip_config overrides, not both")
+    if dino_tower is not None and dino_config:
+        raise ValueError("give either a trained dino or dino_config overrides, not both")
+    s_cfg = siglip_tower.config.to_dict() if siglip_tower is not None else {**SMALL_SIGLIP, **(siglip_config or {})}
+    d_cfg = dino_tower.config.to_dict() if dino_tower is not None else {**SMALL_DINO, **(dino_config or {})}
+    config = PrismaticVLMConfig(siglip_config=s_cfg, dino_config=d_cfg, text_config={**SMALL_LLAMA, **llama_overrides},
+                                projector_type=projector_type)
     torch.manual_seed(seed)
     model = PrismaticVLM(config)
     if siglip_tower is not None:
         model.vision_backbone.siglip.load_state_dict(siglip_tower.state_dict())
     if dino_tower is not None:
         model.vision_backbone.dino.load_state_dict(dino_tower.state_dict())
-    return model
+    return model.eval()
+
+
+def save_vlm(model: PrismaticVLM, tokenizer, path, dtype: torch.dtype = torch.float16):
+    """Save model and tokenizer into one folder: ``model.safetensors``, ``config.json``, ``tokenizer.json``.
+
+    Introduced in lesson 05. The weights are *stored* in ``dtype`` (float16 halves the file:
+    the course's VLM is ~8 MB instead of ~17 MB) and :func:`load_vlm` turns them back into
+    float32, the only precision that is fast on a CPU. ``dtype=torch.float32`` stores them as is.
+    """
+    from pathlib import Path
+
+    from .text_tokenizer import save_text_tokenizer
+
+    if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+        raise ValueError(f"dtype must be float16, bfloat16 or float32, got {dtype}")
+    path = Path(path)
+    from vla_lessons.vision.encoders import quiet_transformers
+
+    stored = model if dtype == torch.float32 else _copy_as(model, dtype)
+    with quiet_transformers():
+        stored.save_pretrained(path)
+    save_text_tokenizer(tokenizer, path)
+    return path
+
+
+def _copy_as(model: PrismaticVLM, dtype: torch.dtype) -> PrismaticVLM:
+    import copy
+
+    return copy.deepcopy(model).to(dtype)
+
+
+def load_vlm(path) -> tuple[PrismaticVLM, object]:
+    """Load what :func:`save_vlm` saved: ``(model in float32 and eval mode, tokenizer)``.
+
+    Introduced in lesson 05.
+    """
+    from pathlib import Path
+
+    from .text_tokenizer import load_text_tokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"no saved VLM at {path} (config.json missing); build it with "
+                         "`python -m vla_lessons.build vlm`")
+    from vla_lessons.vision.encoders import quiet_transformers
+
+    with quiet_transformers():
+        model = PrismaticVLM.from_pretrained(path, dtype=torch.float32).eval()
+    return model, load_text_tokenizer(path)
 
 
 def parameter_counts(model: PrismaticVLM) -> dict[str, int]:
@@ -496,4 +571,50 @@ def parameter_counts(model: PrismaticVLM) -> dict[str, int]:
         "llm_lm_head": count(lm.get_output_embeddings()),
     }
     out["total"] = out["siglip"] + out["dino"] + out["projector"] + out["llm"]
+    return out
+
+
+@torch.no_grad()
+def time_inference(model: PrismaticVLM, tokenizer, question: str = "what colour is the cube?", *,
+                   n_tokens: int = 7, repeats: int = 10, threads: int = 1) -> dict[str, float]:
+    """Milliseconds (median of ``repeats``) for one image and one prompt, on ``threads`` CPU threads.
+
+    Introduced in lesson 05 (lesson 09 returns to it). Keys: ``vision`` (backbone + projector),
+    ``prefill`` (one forward over image + prompt), ``greedy_cached`` (``n_tokens`` tokens with the
+    KV cache, prefill included) and ``greedy_uncached`` (the same tokens, re-reading the whole
+    sequence each time), plus ``prompt_tokens`` and ``sequence_tokens``. Timings are noisy on a
+    shared machine; treat them as orders of magnitude.
+    """
+    import statistics
+    import time
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    model.eval()
+    image = torch.zeros(1, model.config.image_size, model.config.image_size, 3, dtype=torch.uint8)
+    pixels = model.preprocess(image.numpy())
+    enc = encode_prompts(tokenizer, [question])
+
+    def clock(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    try:
+        out = {
+            "vision": clock(lambda: model.visual_tokens(pixels)),
+            "prefill": clock(lambda: model(enc["input_ids"], pixels, logits_to_keep=1)),
+            "greedy_cached": clock(lambda: model.generate(enc["input_ids"], pixels, max_new_tokens=n_tokens,
+                                                          stop_at_eos=False)),
+            "greedy_uncached": clock(lambda: model.generate(enc["input_ids"], pixels, max_new_tokens=n_tokens,
+                                                            stop_at_eos=False, use_cache=False)),
+        }
+    finally:
+        torch.set_num_threads(before)
+    out["prompt_tokens"] = int(enc["input_ids"].shape[1])
+    out["sequence_tokens"] = out["prompt_tokens"] + model.num_patches
     return out

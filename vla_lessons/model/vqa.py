@@ -159,10 +159,10 @@ def sideways(a: Thing, b: Thing, right: np.ndarray) -> float:
 def caption(things: list[Thing], right: np.ndarray) -> str:
     """Objects from left to right, then receptacles from left to right, in lesson 04's caption language.
 
-    Introduced in lesson 05. E.g. ``"a red cube left of a blue ball, and a white plate, a teal bowl"``.
+    Introduced in lesson 05. ``right`` is the image's right on the table (x, y); "behind" is
+    ``right`` turned 90 degrees anticlockwise (away from the camera), as in ``camera_axes``. E.g. ``"a red cube left of a blue ball, and a white plate, a teal bowl"``.
     """
     from vla_lessons.vision.captions import ObjectRecord, caption_scene
-    from vla_lessons.vision.sim_data import camera_axes
 
     def order(kind):
         chosen = [t for t in things if t.kind == kind]
@@ -170,8 +170,8 @@ def caption(things: list[Thing], right: np.ndarray) -> str:
 
     records = [ObjectRecord(f"thing{i}", t.colour, t.shape, None, t.position[:2], t.kind)
                for i, t in enumerate(order("object") + order("receptacle"))]
-    r_axis, f_axis = camera_axes()
-    return caption_scene(records, right_axis=r_axis, forward_axis=f_axis)
+    forward = (-float(right[1]), float(right[0]))  # the viewing direction: right turned 90 degrees
+    return caption_scene(records, right_axis=(float(right[0]), float(right[1])), forward_axis=forward)
 
 
 # ----------------------------------------------------------------------------- questions
