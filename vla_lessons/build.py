@@ -84,6 +84,20 @@ def build_vision_target(only: list[str] | None = None) -> list[dict]:
     return build_vision(only=only)
 
 
+@target("vlm", "pretrain the mini Prismatic VLM on scene captions and questions (data/models/vlm/)")
+def build_vlm_target(only: list[str] | None = None) -> list[dict]:
+    """Pretrain the course's VLM and save it to ``data/models/vlm/``.
+
+    Introduced in lesson 05. See :func:`vla_lessons.model.train_vlm.build_course_vlm`; it uses
+    lesson 04's encoders when the ``vision`` target has built them (random towers otherwise).
+    """
+    if only is not None and "vlm" not in only:  # ``--only`` named other targets' artifacts
+        return []
+    from vla_lessons.model.train_vlm import build_course_vlm
+
+    return [build_course_vlm()]
+
+
 def _summary_line(summary: dict) -> str:
     short = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     if isinstance(short.get("seconds"), float):
