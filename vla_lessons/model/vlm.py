@@ -523,6 +523,7 @@ def save_vlm(model: PrismaticVLM, tokenizer, path, dtype: torch.dtype = torch.fl
     stored = model if dtype == torch.float32 else _copy_as(model, dtype)
     with quiet_transformers():
         stored.save_pretrained(path)
+        model.config.save_pretrained(path)  # config.json says float32: from_pretrained upcasts on load
     save_text_tokenizer(tokenizer, path)
     return path
 
