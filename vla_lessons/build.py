@@ -73,7 +73,7 @@ def build_data(only: list[str] | None = None) -> list[dict]:
     return summaries
 
 
-@target("vision", "pretrain the small SigLIP and DINOv2 encoders on sim renders (build/vision/)")
+@target("vision", "pretrain the small SigLIP and DINOv2 encoders on sim renders (data/models/siglip, dino)")
 def build_vision_target(only: list[str] | None = None) -> list[dict]:
     """Pretrain both small encoders (or those in ``only``: "siglip", "dino").
 

@@ -397,7 +397,7 @@ def tokenizer_corpus(data: VQAData) -> list[str]:
 #: Where the course's VLM is saved (safetensors + config + tokenizer + metrics.json).
 VLM_DIR = env.DATA_DIR / "models" / "vlm"
 #: Folders searched, in order, for lesson 04's trained encoders (``siglip/`` and ``dino/`` inside).
-ENCODER_DIRS = (env.DATA_DIR / "models", env.BUILD_DIR / "vision")
+ENCODER_DIRS = (env.DATA_DIR / "models",)
 
 
 def find_encoders(dirs=ENCODER_DIRS):

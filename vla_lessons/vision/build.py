@@ -3,9 +3,10 @@
 Introduced in lesson 04.
 
 ``build_vision()`` renders the scenes (seeds 0.. for training, 100000.. for probing), pretrains
-both encoders (seed 0, one thread, fp32) and writes everything under ``env.BUILD_DIR / "vision"``:
-``sim_train.npz``, ``sim_probe.npz``, ``siglip/`` and ``dino/`` (``save_pretrained`` folders,
-each with a ``history.json``). ``VLA_FULL=1`` trains 1200 steps each (about 25 and 40 minutes
+both encoders (seed 0, one thread, fp32) and writes the encoders to ``data/models/siglip/`` and
+``data/models/dino/`` (``save_pretrained`` folders, each with a ``history.json``; committed, the
+lessons load them) and the rendered scenes to ``build/vision/`` (``sim_train.npz``,
+``sim_probe.npz``; not committed, re-rendered in about a minute). ``VLA_FULL=1`` trains 1200 steps each (about 25 and 40 minutes
 on a busy 2-core machine), the default 300 (a quarter of that, much weaker encoders).
 """
 
@@ -34,19 +35,29 @@ def _scenes(path: Path, n: int, seed: int):
     return load_vision_data(path)
 
 
-def build_vision(only: list[str] | None = None, out_dir=None, steps: int | None = None) -> list[dict]:
+#: Where the trained encoders go (committed) and where the rendered scenes go (not committed).
+MODELS_DIR = env.DATA_DIR / "models"
+SCENES_DIR = env.BUILD_DIR / "vision"
+
+
+def build_vision(only: list[str] | None = None, out_dir=None, steps: int | None = None,
+                 scenes_dir=None) -> list[dict]:
     """Render, pretrain and save (``only``: a subset of ``["siglip", "dino"]``); one summary each.
 
-    Introduced in lesson 04. ``steps`` overrides the fast/full choice of training steps.
+    Introduced in lesson 04. ``steps`` overrides the fast/full choice of training steps;
+    ``out_dir`` (default :data:`MODELS_DIR`) receives ``siglip/`` and ``dino/``, ``scenes_dir``
+    (default :data:`SCENES_DIR`) the rendered scenes.
     """
-    out = Path(out_dir or env.BUILD_DIR / "vision")
+    out = Path(out_dir or MODELS_DIR)
+    scenes = Path(scenes_dir or SCENES_DIR)
     out.mkdir(parents=True, exist_ok=True)
+    scenes.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(only or []) - {"siglip", "dino"})
     if unknown:
         raise ValueError(f"unknown vision artifact(s) {unknown}; choose from ['dino', 'siglip']")
     steps = steps or env.pick(fast=300, full=1200)
-    train = _scenes(out / "sim_train.npz", TRAIN_SCENES, 0)
-    _scenes(out / "sim_probe.npz", PROBE_SCENES, PROBE_SEED)
+    train = _scenes(scenes / "sim_train.npz", TRAIN_SCENES, 0)
+    _scenes(scenes / "sim_probe.npz", PROBE_SCENES, PROBE_SEED)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a shared 2-core machine one thread was 2-4x faster than two
     summaries = []
