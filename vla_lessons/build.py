@@ -98,6 +98,21 @@ def build_vlm_target(only: list[str] | None = None) -> list[dict]:
     return [build_course_vlm()]
 
 
+@target("vla", "fine-tune the VLM into the course's VLA and roll it out in the sim (data/models/vla/)")
+def build_vla_target(only: list[str] | None = None) -> list[dict]:
+    """Fine-tune, evaluate in closed loop and save the course's VLA.
+
+    Introduced in lesson 06. See :func:`vla_lessons.train.build_vla.build_course_vla`; it records
+    ``tabletop_train`` first when it is missing.
+    """
+    if only is not None and "vla" not in only:
+        return []
+    from vla_lessons.train.build_vla import build_course_vla
+
+    summary = build_course_vla()
+    return [{k: v for k, v in summary.items() if k not in ("history",)}]
+
+
 def _summary_line(summary: dict) -> str:
     short = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     if isinstance(short.get("seconds"), float):

@@ -51,14 +51,15 @@ class DatasetRecipe:
         return (env.DATA_DIR if self.committed else env.BUILD_DIR) / "datasets" / self.name
 
 
-def course_recipes() -> dict[str, DatasetRecipe]:
-    """The course's datasets by name (the training set's size follows ``VLA_FULL``).
+def course_recipes(full: bool | None = None) -> dict[str, DatasetRecipe]:
+    """The course's datasets by name (the training set's size follows ``full``, default ``VLA_FULL``).
 
     Introduced in lesson 01.
     """
+    full = env.full_mode() if full is None else full
     recipes = [
         DatasetRecipe("tabletop_lessons", episodes_per_family=10, base_seed=0, committed=True),
-        DatasetRecipe("tabletop_train", episodes_per_family=env.pick(fast=50, full=300),
+        DatasetRecipe("tabletop_train", episodes_per_family=300 if full else 50,
                       base_seed=1_000_000),
     ]
     return {r.name: r for r in recipes}

@@ -1,0 +1,159 @@
+"""Closed-loop evaluation: run a policy in the simulator from fixed seeds and count successes.
+
+Introduced in lesson 06 (lesson 10 adds error bars and the generalization axes).
+
+A *policy* here is any function ``policy(images, instructions) -> actions``: uint8 camera images
+(B, H, W, 3) and B instruction strings in, float (B, 7) actions out -- a batch, because a small
+VLA answers 8 images at once for little more than the price of one. :func:`rollout_batch` runs
+B environments in lockstep (each from its own seed), :func:`evaluate_policy` covers the task
+families with ``episodes`` seeded episodes each. Seeds start at
+:data:`~vla_lessons.data.recipes.EVAL_SEED_START`, which no training dataset uses, and episode
+``i`` of a family always gets the same seed: two policies are compared on the very same scenes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vla_lessons.data.recipes import EVAL_SEED_START, FAMILIES
+
+Policy = Callable[[np.ndarray, list], np.ndarray]
+
+
+@dataclass
+class EpisodeResult:
+    """One closed-loop episode: its family, seed, outcome and length (and frames if kept).
+
+    Introduced in lesson 06. ``frames`` is uint8 (T, H, W, 3) when ``keep_frames`` was set.
+    """
+
+    family: str
+    seed: int
+    instruction: str
+    success: bool
+    steps: int
+    frames: np.ndarray | None = field(default=None, repr=False)
+
+
+def _check_actions(actions, batch: int) -> np.ndarray:
+    a = np.asarray(actions, dtype=np.float64)
+    if a.shape != (batch, 7):
+        raise ValueError(f"the policy must return actions of shape ({batch}, 7), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("the policy returned NaN or inf actions")
+    return a
+
+
+def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int], *, image_size: int = 96,
+                  split: str = "train", keep_frames: bool = False, threads: int | None = 1) -> list[EpisodeResult]:
+    """Run ``len(seeds)`` episodes side by side, one env each, until every one has ended.
+
+    Introduced in lesson 06. ``families[i]`` and ``seeds[i]`` set episode ``i``; the policy sees the
+    scene camera at ``image_size`` px (the training data's size). Torch runs on ``threads`` threads
+    during the rollout (1: fastest for small batches on a shared machine).
+    """
+    from vla_lessons.sim import TabletopEnv
+
+    if len(families) != len(seeds) or not len(seeds):
+        raise ValueError(f"need one family per seed, got {len(families)} families and {len(seeds)} seeds")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    envs = [TabletopEnv(image_size=image_size, split=split) for _ in seeds]
+    try:
+        obs = [env.reset(seed=int(s), options={"task": f})[0] for env, f, s in zip(envs, families, seeds)]
+        results = [EpisodeResult(f, int(s), o["instruction"], False, 0) for f, s, o in zip(families, seeds, obs)]
+        frames = [[o["image"]] for o in obs] if keep_frames else None
+        active = list(range(len(envs)))
+        while active:
+            actions = _check_actions(policy(np.stack([obs[i]["image"] for i in active]),
+                                            [obs[i]["instruction"] for i in active]), len(active))
+            still = []
+            for a, i in zip(actions, active):
+                obs[i], _, terminated, truncated, info = envs[i].step(a.astype(np.float32))
+                results[i].steps += 1
+                if keep_frames:
+                    frames[i].append(obs[i]["image"])
+                if terminated or truncated:
+                    results[i].success = bool(info["success"])
+                else:
+                    still.append(i)
+            active = still
+    finally:
+        for env in envs:
+            env.close()
+        torch.set_num_threads(before)
+    if keep_frames:
+        for r, f in zip(results, frames):
+            r.frames = np.stack(f)
+    return results
+
+
+def evaluate_policy(policy: Policy, *, families: Sequence[str] = FAMILIES, episodes: int = 50,
+                    seed_start: int = EVAL_SEED_START, batch: int = 10, image_size: int = 96,
+                    split: str = "train", progress: bool = False) -> list[EpisodeResult]:
+    """``episodes`` seeded closed-loop episodes per family; the results in family order.
+
+    Introduced in lesson 06. Episode ``i`` of every family uses seed ``seed_start + i``.
+    """
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; choose from {FAMILIES}")
+    if episodes < 1 or batch < 1:
+        raise ValueError(f"episodes and batch must be >= 1, got {episodes} and {batch}")
+    jobs = [(f, seed_start + i) for f in families for i in range(episodes)]
+    results, start = [], time.perf_counter()
+    for k in range(0, len(jobs), batch):
+        chunk = jobs[k:k + batch]
+        results += rollout_batch(policy, [f for f, _ in chunk], [s for _, s in chunk],
+                                 image_size=image_size, split=split)
+        if progress:
+            done = {f: [r.success for r in results if r.family == f] for f in families}
+            print(f"  {len(results)}/{len(jobs)} episodes, {time.perf_counter() - start:.0f} s: "
+                  + ", ".join(f"{f} {sum(v)}/{len(v)}" for f, v in done.items() if v), flush=True)
+    return results
+
+
+def success_table(results: Sequence[EpisodeResult]) -> dict[str, dict]:
+    """``{family: {"success": k, "episodes": n, "rate": k/n, "mean_steps": ...}}`` plus ``"all"``.
+
+    Introduced in lesson 06.
+    """
+    out = {}
+    for name in [*dict.fromkeys(r.family for r in results), "all"]:
+        rows = [r for r in results if name in ("all", r.family)]
+        k = sum(r.success for r in rows)
+        out[name] = {"success": k, "episodes": len(rows), "rate": k / len(rows),
+                     "mean_steps": float(np.mean([r.steps for r in rows]))}
+    return out
+
+
+def evaluate_expert(*, families: Sequence[str] = FAMILIES, episodes: int = 50,
+                    seed_start: int = EVAL_SEED_START, image_size: int = 96) -> list[EpisodeResult]:
+    """The scripted expert on the same seeds as :func:`evaluate_policy` (its privileged ceiling).
+
+    Introduced in lesson 06.
+    """
+    from vla_lessons.sim import ScriptedExpert, TabletopEnv
+
+    results = []
+    env = TabletopEnv(image_size=image_size, render_images=False)
+    try:
+        expert = ScriptedExpert(env)
+        for f in families:
+            for i in range(episodes):
+                obs, _ = env.reset(seed=seed_start + i, options={"task": f})
+                steps, done, info = 0, False, {}
+                while not done:
+                    obs, _, terminated, truncated, info = env.step(expert.act(obs))
+                    steps += 1
+                    done = terminated or truncated
+                results.append(EpisodeResult(f, seed_start + i, obs["instruction"], bool(info["success"]), steps))
+    finally:
+        env.close()
+    return results

@@ -1,0 +1,297 @@
+"""The mini VLA: the lesson-05 VLM whose last 256 vocabulary ids are robot actions.
+
+Introduced in lesson 06.
+
+OpenVLA turns a Prismatic VLM into a policy without adding a single layer. The action
+tokenizer of lesson 02 (:class:`~vla_lessons.actions.bins.ActionTokenizer`, OpenVLA's layout)
+maps each of the 7 action numbers to one of the 256 *least used* ids of the vocabulary -- the
+block the course's text tokenizer keeps free (ids 768..1023) -- and the VLM is fine-tuned to
+answer the prompt with those 7 ids::
+
+    <s> [64 visual tokens] In: What action should the robot take to pick up the red cube?\\nOut: a1 a2 ... a7
+    labels: -100 everywhere ...................................................................  a1 ... a7
+
+At run time :meth:`PrismaticVLA.predict_action` decodes 7 ids greedily, turns them back into
+bins and un-normalises them with the statistics of the dataset it was trained on, which travel
+inside ``config.json`` (``norm_stats``, as openvla-7b's) and in ``dataset_statistics.json``
+next to the weights (the file OpenVLA's fine-tuning script writes).
+
+Two departures from openvla-7b, both visible in the code: the label sits on the 7 action ids
+only (OpenVLA also trains the ``</s>`` after them, which :meth:`predict_action` never reads), and
+decoding is *restricted to the action block* by default (OpenVLA takes the argmax over the whole
+vocabulary and silently clips a text id into the action range; see lesson 02).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_lessons.actions.bins import ActionTokenizer
+
+from .vlm import IGNORE_INDEX, PrismaticVLM, PrismaticVLMConfig
+
+#: OpenVLA's prompt (openvla-7b's ``predict_action`` builds exactly this string).
+ACTION_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
+#: Action dimensions (dx, dy, dz, droll, dpitch, dyaw, gripper).
+ACTION_DIM = 7
+#: File OpenVLA's fine-tuning script writes next to the weights.
+STATS_FILE = "dataset_statistics.json"
+
+
+class PrismaticVLAConfig(PrismaticVLMConfig):
+    """:class:`PrismaticVLMConfig` plus what turns tokens into actions.
+
+    Introduced in lesson 06.
+
+    Attributes:
+        norm_stats: ``{dataset_name: {"action": {"q01": [7], "q99": [7], ...}}}``, the statistics
+            :meth:`PrismaticVLA.predict_action` un-normalises with (openvla-7b's ``norm_stats``).
+        n_action_bins: bins per dimension (256), the size of the reserved id block.
+        action_layout: ``"openvla"`` (255 centres, as the released model) or ``"centers256"``.
+        action_dim: numbers per action (7).
+    """
+
+    model_type = "vla_lessons_prismatic_vla"
+
+    norm_stats: dict | None = None
+    n_action_bins: int = 256
+    action_layout: str = "openvla"
+    action_dim: int = ACTION_DIM
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.n_action_bins != self.n_reserved_tokens:
+            raise ValueError(f"n_action_bins ({self.n_action_bins}) must equal the reserved id block "
+                             f"n_reserved_tokens ({self.n_reserved_tokens})")
+        if self.norm_stats is not None:  # fail now, not at the first predict_action
+            ActionTokenizer(self.norm_stats, vocab_size=self.text_config.vocab_size,
+                            n_bins=self.n_action_bins, layout=self.action_layout)
+
+
+class PrismaticVLA(PrismaticVLM):
+    """A :class:`PrismaticVLM` that answers with 7 action tokens; ``predict_action`` returns the action.
+
+    Introduced in lesson 06. Build one from a trained VLM with :func:`vla_from_vlm`; save and load
+    with :func:`save_vla` / :func:`load_vla` (weights, tokenizer and statistics in one folder).
+    ``model.tokenizer`` holds the text tokenizer ``predict_action`` encodes prompts with.
+    """
+
+    config_class = PrismaticVLAConfig
+
+    def __init__(self, config: PrismaticVLAConfig):
+        super().__init__(config)
+        self.tokenizer = None
+        self._action_tokenizer = None
+
+    # ---------------------------------------------------------------- actions <-> ids
+
+    @property
+    def action_tokenizer(self) -> ActionTokenizer:
+        """Lesson 02's :class:`ActionTokenizer` on this model's vocabulary and statistics."""
+        if self.config.norm_stats is None:
+            raise ValueError("this VLA has no normalisation statistics (config.norm_stats is None); "
+                             "build it with vla_from_vlm(vlm, tokenizer, norm_stats)")
+        if self._action_tokenizer is None:
+            self._action_tokenizer = ActionTokenizer(self.config.norm_stats, vocab_size=self.vocab_size,
+                                                     n_bins=self.config.n_action_bins,
+                                                     layout=self.config.action_layout)
+        return self._action_tokenizer
+
+    @property
+    def action_ids(self) -> range:
+        """The ids that are actions: ``vocab_size - n_bins .. vocab_size - 1``."""
+        return range(self.vocab_size - self.config.n_action_bins, self.vocab_size)
+
+    # ---------------------------------------------------------------- decoding
+
+    @torch.no_grad()
+    def generate_action_ids(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+                            attention_mask: torch.Tensor | None = None, *,
+                            restrict: bool = True) -> torch.Tensor:
+        """Greedy decoding of ``action_dim`` tokens with the KV cache: long (B, 7).
+
+        Introduced in lesson 06. Prompts must be left-padded (:func:`encode_action_prompts`).
+        ``restrict=True`` takes the argmax over the action block only; ``restrict=False`` over the
+        whole vocabulary (openvla-7b's behaviour), so a text id can come out.
+        """
+        self._check_ids(input_ids)
+        was_training = self.training
+        self.eval()
+        low = self.vocab_size - self.config.n_action_bins
+        try:
+            embeds, mask, _ = self.prepare_inputs_embeds(input_ids, pixel_values, attention_mask)
+            out = self._run_llm(embeds, mask, use_cache=True, logits_to_keep=1)
+            new = []
+            for step in range(self.config.action_dim):
+                logits = out.logits[:, -1]
+                ids = (logits[:, low:].argmax(-1) + low) if restrict else logits.argmax(-1)
+                new.append(ids)
+                if step == self.config.action_dim - 1:
+                    break
+                if mask is not None:
+                    mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                out = self._run_llm(self.get_input_embeddings()(ids[:, None]), mask,
+                                    past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+        finally:
+            self.train(was_training)
+        return torch.stack(new, dim=1)
+
+    @torch.no_grad()
+    def predict_action(self, image, instruction: str, unnorm_key: str | None = None, *,
+                       restrict: bool = True) -> np.ndarray:
+        """One camera image and one instruction -> the un-normalised action, float64 (7,).
+
+        Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. ``image`` is a
+        uint8 (H, W, 3) array (any square size: it is resized to the model's); ``unnorm_key``
+        names the dataset whose statistics un-normalise the action (None when there is one).
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"image must be one uint8 (H, W, 3) camera image, got shape {image.shape}")
+        return self.predict_actions(image[None], [instruction], unnorm_key, restrict=restrict)[0]
+
+    @torch.no_grad()
+    def predict_actions(self, images, instructions: list[str], unnorm_key: str | None = None, *,
+                        restrict: bool = True) -> np.ndarray:
+        """A batch: uint8 images (B, H, W, 3) and B instructions -> actions float64 (B, 7).
+
+        Introduced in lesson 06. A non-action id (possible only with ``restrict=False``) is a
+        ``ValueError`` naming it, never a silently clipped action.
+        """
+        if self.tokenizer is None:
+            raise ValueError("model.tokenizer is not set: load the VLA with load_vla() or build it with vla_from_vlm()")
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (B, H, W, 3), got {images.dtype} {images.shape}")
+        if isinstance(instructions, str) or len(instructions) != len(images):
+            raise ValueError(f"give one instruction per image: {len(images)} images, "
+                             f"{1 if isinstance(instructions, str) else len(instructions)} instructions")
+        key = self.action_tokenizer.resolve_unnorm_key(unnorm_key)
+        enc = encode_action_prompts(self.tokenizer, instructions)
+        ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
+                                       restrict=restrict)
+        return np.asarray(self.action_tokenizer.decode(ids.numpy(), key), dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- prompts and labels
+
+
+def build_action_prompt(instruction: str) -> str:
+    """OpenVLA's prompt for one instruction (lower-cased, stripped, no final full stop).
+
+    Introduced in lesson 06.
+    """
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"an instruction must be a non-empty string, got {instruction!r}")
+    return ACTION_PROMPT.format(instruction=instruction.strip().rstrip(".").lower())
+
+
+def encode_action_prompts(tokenizer, instructions: list[str]) -> dict[str, torch.Tensor]:
+    """Prompts for :meth:`PrismaticVLA.generate_action_ids`: ``input_ids``, ``attention_mask`` (B, T), left-padded.
+
+    Introduced in lesson 06.
+    """
+    if isinstance(instructions, str) or not instructions:
+        raise ValueError("instructions must be a non-empty list of strings")
+    rows = [tokenizer(build_action_prompt(s))["input_ids"] for s in instructions]
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    return {"input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)}
+
+
+def encode_action_examples(tokenizer, instructions: list[str], action_ids) -> dict[str, torch.Tensor]:
+    """Training rows ``<s> prompt a1..a7``: ``input_ids``, ``attention_mask``, ``labels`` (B, T).
+
+    Introduced in lesson 06. ``action_ids`` is (B, 7) (from ``ActionTokenizer.encode``). Rows are
+    **left**-padded so the 7 action ids sit in the last 7 positions of every row; ``labels`` are
+    ``-100`` everywhere except those 7 positions (the loss is on action tokens only).
+    """
+    action_ids = torch.as_tensor(np.asarray(action_ids), dtype=torch.long)
+    if isinstance(instructions, str) or action_ids.ndim != 2 or len(instructions) != action_ids.shape[0]:
+        raise ValueError(f"need one instruction per row of action_ids (B, D); got {len(instructions)} "
+                         f"instructions and action_ids of shape {tuple(action_ids.shape)}")
+    prompts = encode_action_prompts(tokenizer, instructions)
+    input_ids = torch.cat([prompts["input_ids"], action_ids], dim=1)
+    mask = torch.cat([prompts["attention_mask"], torch.ones_like(action_ids)], dim=1)
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    labels[:, -action_ids.shape[1]:] = action_ids
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+# ----------------------------------------------------------------------------- building, saving
+
+
+def _clean_stats(norm_stats: dict) -> dict:
+    """JSON-safe copy of ``{name: {"action": {...}}}`` (numpy arrays -> lists)."""
+    def plain(x):
+        if isinstance(x, dict):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple, np.ndarray)):
+            return np.asarray(x).tolist()
+        if isinstance(x, np.generic):
+            return x.item()
+        return x
+
+    if not isinstance(norm_stats, dict) or not norm_stats:
+        raise ValueError("norm_stats must be a non-empty dict {dataset_name: {'action': {'q01': ..., 'q99': ...}}}")
+    if "action" in norm_stats:  # one LeRobot stats dict: name it
+        norm_stats = {"default": norm_stats}
+    return {name: {"action": plain(stats["action"])} for name, stats in norm_stats.items()}
+
+
+def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla") -> PrismaticVLA:
+    """A :class:`PrismaticVLA` holding a copy of ``vlm``'s weights and the action statistics.
+
+    Introduced in lesson 06. ``norm_stats``: ``{dataset_name: stats}`` or one LeRobot ``stats.json``
+    dict (named ``"default"``). Nothing is added to the network: the action ids already exist.
+    """
+    config = PrismaticVLAConfig(**{k: v for k, v in vlm.config.to_dict().items()
+                                   if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")},
+                                norm_stats=_clean_stats(norm_stats), action_layout=layout)
+    model = PrismaticVLA(config)
+    model.load_state_dict(copy.deepcopy(vlm.state_dict()))
+    model.tokenizer = tokenizer
+    return model.train(vlm.training)
+
+
+def save_vla(model: PrismaticVLA, path, dtype: torch.dtype = torch.float16) -> Path:
+    """Save weights, tokenizer, ``config.json`` (with ``norm_stats``) and ``dataset_statistics.json``.
+
+    Introduced in lesson 06. Weights are stored in ``dtype`` (float16 halves the file) and come
+    back as float32 from :func:`load_vla`.
+    """
+    from .vlm import save_vlm
+
+    if model.config.norm_stats is None:
+        raise ValueError("a VLA without norm_stats cannot un-normalise its actions; refusing to save it")
+    path = save_vlm(model, model.tokenizer, path, dtype=dtype)
+    (Path(path) / STATS_FILE).write_text(json.dumps(model.config.norm_stats, indent=1) + "\n")
+    return Path(path)
+
+
+def load_vla(path) -> PrismaticVLA:
+    """Load what :func:`save_vla` saved: the VLA in float32 and eval mode, ``model.tokenizer`` set.
+
+    Introduced in lesson 06. Checks that ``dataset_statistics.json`` agrees with ``config.json``.
+    """
+    from vla_lessons.vision.encoders import quiet_transformers
+
+    from .text_tokenizer import load_text_tokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"no saved VLA at {path} (config.json missing); build it with "
+                         "`python -m vla_lessons.build vla`")
+    with quiet_transformers():
+        model = PrismaticVLA.from_pretrained(path, dtype=torch.float32).eval()
+    stats_file = path / STATS_FILE
+    if stats_file.is_file() and json.loads(stats_file.read_text()) != model.config.norm_stats:
+        raise ValueError(f"{stats_file} disagrees with the norm_stats in {path / 'config.json'}")
+    model.tokenizer = load_text_tokenizer(path)
+    return model

@@ -1,0 +1,136 @@
+"""Build the course's VLA: fine-tune the lesson-05 VLM on the robot data, roll it out, save it.
+
+Introduced in lesson 06 (``python -m vla_lessons.build vla``).
+
+Steps, every one seeded:
+
+1. read ``tabletop_train`` (lesson 01's ``data`` target records it when missing) and hold out
+   the last 5% of its episodes for teacher-forced metrics;
+2. turn ``data/models/vlm`` into a :class:`~vla_lessons.model.vla.PrismaticVLA` carrying the
+   dataset's statistics under the name ``"tabletop"``;
+3. fine-tune every parameter (OpenVLA's recipe) with :func:`~vla_lessons.train.finetune.finetune_vla`;
+4. roll it out in closed loop, ``eval_episodes`` seeded episodes per task family, next to the
+   scripted expert on the same seeds;
+5. save the VLA (float16 weights, statistics, tokenizer) and ``metrics.json`` to ``data/models/vla``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_lessons import env
+
+from .finetune import FinetuneConfig, evaluate_actions, finetune_vla, load_action_frames, vla_policy
+
+#: Where the built VLA goes (committed).
+VLA_DIR = env.DATA_DIR / "models" / "vla"
+#: The name the course's robot statistics go by (``predict_action(..., unnorm_key="tabletop")``).
+UNNORM_KEY = "tabletop"
+#: Fine-tuning of the course's VLA, fast (a smoke run) and full (the committed model).
+COURSE_FINETUNE = {
+    "fast": FinetuneConfig(steps=300, batch_size=32, lr=3e-4, shift=4, log_every=10),
+    "full": FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25),
+}
+HELDOUT_FRACTION = 0.05
+
+
+def split_episodes(frames, fraction: float = HELDOUT_FRACTION):
+    """``(train, heldout)`` :class:`ActionFrames`: the last ``fraction`` of the episodes held out."""
+    n_eps = int(frames.episodes.max()) + 1
+    cut = n_eps - max(1, int(round(fraction * n_eps)))
+    return frames.subset(frames.episodes < cut), frames.subset(frames.episodes >= cut)
+
+
+def course_vla_from_vlm(stats: dict, vlm_dir=None):
+    """The lesson-05 VLM turned into a VLA with the robot statistics ``stats`` as ``"tabletop"``."""
+    from vla_lessons.model.train_vlm import VLM_DIR
+    from vla_lessons.model.vla import vla_from_vlm
+    from vla_lessons.model.vlm import load_vlm
+
+    vlm, tokenizer = load_vlm(vlm_dir or VLM_DIR)
+    return vla_from_vlm(vlm, tokenizer, {UNNORM_KEY: stats})
+
+
+def build_course_vla(out_dir=None, *, full: bool | None = None, config: FinetuneConfig | None = None,
+                     eval_episodes: int | None = None, checkpoint_dir=None, checkpoint_every: int = 0,
+                     progress: bool = True) -> dict:
+    """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
+
+    Introduced in lesson 06. ``config`` overrides :data:`COURSE_FINETUNE`; ``eval_episodes``
+    (default 50 in full mode, 10 in fast) sets the closed-loop episodes per family;
+    ``checkpoint_dir`` + ``checkpoint_every`` save intermediate VLAs.
+    """
+    from vla_lessons.data.recipes import build_dataset, course_recipes
+    from vla_lessons.data.layout import DatasetNotFoundError
+    from vla_lessons.data.reader import load_meta
+    from vla_lessons.deploy.evaluate import evaluate_expert, evaluate_policy, success_table
+    from vla_lessons.model.vla import save_vla
+
+    full = env.full_mode() if full is None else full
+    config = config or COURSE_FINETUNE["full" if full else "fast"]
+    eval_episodes = eval_episodes or (50 if full else 10)
+    out_dir = Path(out_dir) if out_dir is not None else VLA_DIR
+    t0 = time.perf_counter()
+    recipe = course_recipes(full)["tabletop_train"]
+    try:
+        meta = load_meta(recipe.root)
+        if meta.total_episodes != recipe.episodes_per_family * len(recipe.families):
+            raise DatasetNotFoundError(recipe.root, "tabletop_train of this mode's size")
+    except (DatasetNotFoundError, FileNotFoundError, ValueError):
+        if progress:
+            print(f"[vla] recording {recipe.name} first", flush=True)
+        build_dataset(recipe)
+        meta = load_meta(recipe.root)
+    frames = load_action_frames(recipe.root)
+    train, heldout = split_episodes(frames)
+    stats = meta.stats
+    env.seed_everything(config.seed)
+    model = course_vla_from_vlm(stats)
+    t_data = time.perf_counter() - t0
+    if progress:
+        print(f"[vla] {len(train)} training steps from {int(train.episodes.max()) + 1} episodes, "
+              f"{len(heldout)} held out; fine-tuning {config.steps} steps", flush=True)
+    callback = None
+    if checkpoint_dir is not None and checkpoint_every:
+        def callback(step, m):
+            save_vla(m, Path(checkpoint_dir) / f"step_{step:05d}")
+    result = finetune_vla(model, train, config, unnorm_key=UNNORM_KEY, progress=progress,
+                          callback=callback, callback_every=checkpoint_every)
+    heldout_metrics = evaluate_actions(model, heldout, unnorm_key=UNNORM_KEY)
+    t_eval = time.perf_counter()
+    save_vla(model, out_dir)
+    from vla_lessons.model.vla import load_vla
+
+    model = load_vla(out_dir)  # evaluate what was saved (float16 weights back in float32)
+    results = evaluate_policy(vla_policy(model, UNNORM_KEY), episodes=eval_episodes, progress=progress)
+    expert = evaluate_expert(episodes=eval_episodes)
+    t_eval = time.perf_counter() - t_eval
+    summary = {
+        "name": "vla", "path": str(out_dir), "full": bool(full), "unnorm_key": UNNORM_KEY,
+        "dataset": {"name": recipe.name, "episodes": int(frames.episodes.max()) + 1, "frames": len(frames),
+                    "train_frames": len(train), "heldout_frames": len(heldout)},
+        "finetune": asdict(config), "trainable": result.trainable,
+        "history": result.history,
+        "heldout_teacher_forced": heldout_metrics,
+        "closed_loop": {"episodes_per_family": eval_episodes, "vla": success_table(results),
+                        "expert": success_table(expert),
+                        "episodes": [{"family": r.family, "seed": r.seed, "success": r.success, "steps": r.steps}
+                                     for r in results]},
+        "seconds": {"data": t_data, "train": result.seconds, "eval": t_eval, "total": time.perf_counter() - t0},
+    }
+    summary["bytes"] = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def load_course_vla(path=None):
+    """The committed VLA (``data/models/vla``) in float32, eval mode. Introduced in lesson 06."""
+    from vla_lessons.model.vla import load_vla
+
+    return load_vla(path or VLA_DIR)

@@ -1,0 +1,310 @@
+"""Fine-tuning a VLA on robot steps (optionally co-fine-tuned with VQA), as OpenVLA's script does.
+
+Introduced in lesson 06.
+
+One training example is one robot step: the scene image, the instruction and the expert's
+7-number action, turned into 7 action ids by the model's :class:`ActionTokenizer`. The loss is the
+cross-entropy on those 7 ids only (:func:`~vla_lessons.model.vla.encode_action_examples` puts
+``-100`` everywhere else). Logged every ``log_every`` steps, like openvla's ``finetune.py``:
+
+* ``loss`` -- the cross-entropy on the action tokens;
+* ``action_accuracy`` -- the fraction of the 7 ids predicted exactly (argmax, teacher-forced);
+* ``l1`` -- mean |decoded - true| action in *normalised* units ([-1, 1]).
+
+**Co-fine-tuning** (RT-2): ``vqa_ratio`` > 0 gives that fraction of every batch to the VLM's
+caption/VQA conversations, so the model keeps answering questions while it learns to act.
+
+Images get a random shift of up to ``shift`` pixels (replicate-padded crop, DrQ-style), the one
+augmentation that helps a small policy trained from pixels: OpenVLA's random crop plays the same
+role. Everything is seeded: same seed, same data, same steps -> the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class ActionFrames:
+    """Robot steps as flat arrays: what a VLA trains on.
+
+    Introduced in lesson 06.
+
+    Attributes:
+        images: uint8 (N, H, W, 3), the scene camera.
+        instructions: N strings.
+        actions: float32 (N, 7), the expert's actions.
+        episodes: int64 (N,), the episode each step comes from.
+        families: N task family names.
+    """
+
+    images: np.ndarray
+    instructions: list
+    actions: np.ndarray
+    episodes: np.ndarray
+    families: list
+
+    def __post_init__(self):
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {self.images.dtype} {self.images.shape}")
+        if self.actions.shape != (n, 7) or not np.isfinite(self.actions).all():
+            raise ValueError(f"actions must be finite (N, 7) = ({n}, 7), got {self.actions.shape}")
+        if len(self.instructions) != n or len(self.episodes) != n or len(self.families) != n:
+            raise ValueError("images, instructions, actions, episodes and families must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> "ActionFrames":
+        """The steps at ``index`` (an int array or a boolean mask)."""
+        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+        return ActionFrames(self.images[index], [self.instructions[i] for i in index], self.actions[index],
+                            self.episodes[index], [self.families[i] for i in index])
+
+
+def load_action_frames(root, episodes=None) -> ActionFrames:
+    """Every step of a LeRobot-style dataset (lesson 01) as :class:`ActionFrames`.
+
+    Introduced in lesson 06. ``episodes``: episode indices to keep (None = all).
+    """
+    from vla_lessons.data import read_episodes
+
+    eps = read_episodes(Path(root), episodes)
+    if not eps:
+        raise ValueError(f"no episodes in {root}")
+    lengths = [len(e.actions) for e in eps]
+    return ActionFrames(
+        images=np.concatenate([e.images for e in eps]),
+        instructions=[e.instruction for e, n in zip(eps, lengths) for _ in range(n)],
+        actions=np.concatenate([e.actions for e in eps]).astype(np.float32),
+        episodes=np.repeat(np.arange(len(eps)), lengths),
+        families=[e.family for e, n in zip(eps, lengths) for _ in range(n)])
+
+
+def random_shift(images: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift each uint8 image (B, H, W, 3) by up to ``shift`` pixels (edges replicated). Same shape."""
+    if shift <= 0:
+        return images
+    b, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
+    dy, dx = rng.integers(0, 2 * shift + 1, size=(2, b))
+    return np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a VLA is fine-tuned. Introduced in lesson 06.
+
+    ``vqa_ratio``: the fraction of each batch that is VQA conversations (co-fine-tuning; 0 = none).
+    """
+
+    steps: int
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup_fraction: float = 0.05
+    weight_decay: float = 0.0
+    shift: int = 4
+    vqa_ratio: float = 0.0
+    log_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive int, got {self.steps!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0.0 <= self.vqa_ratio < 1.0:
+            raise ValueError(f"vqa_ratio must be in [0, 1), got {self.vqa_ratio!r}")
+        if self.shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {self.shift}")
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune_vla` returns. Introduced in lesson 06.
+
+    ``history``: one dict per logged step (``step``, ``loss``, ``action_accuracy``, ``l1``, ``lr``,
+    and ``vqa_loss`` when co-fine-tuning); ``seconds``: wall time; ``trainable``: parameters trained.
+    """
+
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    trainable: int = 0
+
+    def column(self, key: str) -> np.ndarray:
+        """One logged metric over the logged steps, float64."""
+        return np.array([h[key] for h in self.history], dtype=np.float64)
+
+
+def lr_at(step: int, steps: int, lr: float, warmup_fraction: float) -> float:
+    """Linear warmup then cosine decay to 0 (step counts from 0)."""
+    warm = max(1, int(warmup_fraction * steps))
+    if step < warm:
+        return lr * (step + 1) / warm
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+
+
+def action_metrics(model, logits: torch.Tensor, target_ids: torch.Tensor) -> dict[str, float]:
+    """Teacher-forced metrics from the logits that predict the 7 action ids.
+
+    Introduced in lesson 06. ``logits`` (B, 7, V), ``target_ids`` (B, 7). ``l1`` compares the
+    decoded bin values in normalised units (a non-action argmax is clipped into range for the
+    metric only, as openvla's script does).
+    """
+    pred = logits.argmax(-1)
+    tok = model.action_tokenizer
+    pred_values = tok.decode_normalized(pred.numpy(), clip=True)
+    true_values = tok.decode_normalized(target_ids.numpy())
+    return {"action_accuracy": float((pred == target_ids).float().mean()),
+            "l1": float(np.abs(pred_values - true_values).mean())}
+
+
+def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: str | None = None,
+                shift: int = 0, rng: np.random.Generator | None = None):
+    """``(loss, logits (B, 7, V), target ids (B, 7))`` for the steps at ``index``.
+
+    Introduced in lesson 06. The loss is the cross-entropy of the 7 action ids -- the same number
+    ``model(..., labels=...)`` computes with the label mask, but only the last 8 positions' logits
+    are computed.
+    """
+    from vla_lessons.model.vla import encode_action_examples
+
+    images = frames.images[index]
+    if shift:
+        images = random_shift(images, shift, rng if rng is not None else np.random.default_rng(0))
+    targets = model.action_tokenizer.encode(frames.actions[index], unnorm_key)
+    enc = encode_action_examples(model.tokenizer, [frames.instructions[i] for i in index], targets)
+    dim = targets.shape[1]
+    out = model(enc["input_ids"], model.preprocess(images), enc["attention_mask"], logits_to_keep=dim + 1)
+    logits = out.logits[:, :-1]  # position t predicts token t + 1: the last dim+1 positions predict the actions
+    target_ids = enc["input_ids"][:, -dim:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_ids.reshape(-1))
+    return loss, logits.detach(), target_ids
+
+
+def _vqa_loss(model, vqa, index: np.ndarray) -> torch.Tensor:
+    from vla_lessons.model.vlm import encode_conversations
+
+    samples = [vqa.samples[i] for i in index]
+    enc = encode_conversations(model.tokenizer, [[(s.question, s.answer)] for s in samples])
+    pixels = model.preprocess(vqa.images[[s.scene for s in samples]])
+    return model(enc["input_ids"], pixels, enc["attention_mask"], enc["labels"]).loss
+
+
+def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_key: str | None = None,
+                 vqa=None, parameters=None, progress: bool = True, threads: int | None = 1,
+                 callback=None, callback_every: int = 0) -> FinetuneResult:
+    """Fine-tune ``model`` (a :class:`~vla_lessons.model.vla.PrismaticVLA`) in place on ``frames``.
+
+    Introduced in lesson 06.
+
+    Args:
+        frames: the robot steps (:func:`load_action_frames`).
+        config: steps, batch size, learning rate, augmentation, co-fine-tuning ratio, seed.
+        unnorm_key: which of the model's statistics encode the actions (None when there is one).
+        vqa: a :class:`~vla_lessons.model.vqa.VQAData` to co-fine-tune with (needs ``config.vqa_ratio``).
+        parameters: the parameters to train (default: every parameter with ``requires_grad``);
+            lesson 07's strategies pass their own.
+        progress: print a line every 10% of the steps (stdout; keep out of compared cells).
+        threads: torch threads while training (1 is fastest on a busy 2-core machine).
+        callback, callback_every: ``callback(step, model)`` every ``callback_every`` steps
+            (the build saves checkpoints with it).
+    """
+    if config.vqa_ratio > 0 and vqa is None:
+        raise ValueError("config.vqa_ratio > 0 needs vqa data (a VQAData)")
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: no parameter requires grad")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    n_vqa = int(round(config.batch_size * config.vqa_ratio)) if vqa is not None else 0
+    n_act = config.batch_size - n_vqa
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    model.train()
+    result = FinetuneResult(trainable=sum(p.numel() for p in params))
+    start = time.perf_counter()
+    window = []
+    try:
+        for step in range(config.steps):
+            lr = lr_at(step, config.steps, config.lr, config.warmup_fraction)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            index = rng.integers(0, len(frames), n_act)
+            loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key,
+                                                shift=config.shift, rng=rng)
+            total = loss
+            vqa_loss = None
+            if n_vqa:
+                vqa_loss = _vqa_loss(model, vqa, rng.integers(0, len(vqa.samples), n_vqa))
+                total = (n_act * loss + n_vqa * vqa_loss) / config.batch_size
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            row = {"loss": float(loss.detach()), **action_metrics(model, logits, targets)}
+            if callback is not None and callback_every and (step + 1) % callback_every == 0:
+                model.eval()
+                callback(step + 1, model)
+                model.train()
+            if vqa_loss is not None:
+                row["vqa_loss"] = float(vqa_loss.detach())
+            window.append(row)
+            if (step + 1) % config.log_every == 0 or step == config.steps - 1:
+                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                result.history.append({"step": step + 1, "lr": lr, **mean})
+                window = []
+                if progress and ((step + 1) % max(1, config.steps // 10) < config.log_every
+                                 or step == config.steps - 1):
+                    print(f"  step {step + 1}/{config.steps}  loss {mean['loss']:.3f}  "
+                          f"acc {mean['action_accuracy']:.3f}  l1 {mean['l1']:.4f}  "
+                          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    finally:
+        torch.set_num_threads(before)
+        model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+@torch.no_grad()
+def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = None,
+                     batch_size: int = 64) -> dict[str, float]:
+    """Teacher-forced ``loss``, ``action_accuracy`` and ``l1`` over all of ``frames`` (no augmentation).
+
+    Introduced in lesson 06.
+    """
+    model.eval()
+    sums, n = {"loss": 0.0, "action_accuracy": 0.0, "l1": 0.0}, 0
+    for k in range(0, len(frames), batch_size):
+        index = np.arange(k, min(k + batch_size, len(frames)))
+        loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key)
+        row = {"loss": float(loss), **action_metrics(model, logits, targets)}
+        for key in sums:
+            sums[key] += row[key] * len(index)
+        n += len(index)
+    return {k: v / n for k, v in sums.items()}
+
+
+def vla_policy(model, unnorm_key: str | None = None):
+    """``policy(images, instructions) -> actions`` for :mod:`vla_lessons.deploy.evaluate`.
+
+    Introduced in lesson 06.
+    """
+    model.eval()
+
+    def policy(images, instructions):
+        return model.predict_actions(images, list(instructions), unnorm_key)
+
+    return policy
