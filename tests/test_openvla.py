@@ -76,7 +76,7 @@ def test_real_checkpoint_layout_converts_onto_the_real_architecture(meta_model):
     checkpoint = {k: torch.empty(s, device="meta") for k, s in oc.checkpoint_shapes(meta_model.config).items()}
     state, report = oc.convert_state_dict(checkpoint, meta_model, dtype=torch.bfloat16)
     assert set(state) == set(meta_model.state_dict()) and report.qkv_split == 2 * (24 + 27)
-    assert state["vision_backbone.siglip_featurizer.head.attention.in_proj_weight"].shape == (3456, 1152)
+    assert state["vision_backbone.siglip.head.attention.in_proj_weight"].shape == (3456, 1152)
     assert state["language_model.model.layers.31.mlp.down_proj.weight"].dtype == torch.bfloat16
 
 
@@ -164,7 +164,7 @@ def test_converter_consumes_every_key(tiny, raw):
     report = tiny.conversion_report
     assert report.checkpoint_keys == len(raw) == len(oc.checkpoint_shapes(tiny.config))
     assert report.target_tensors == len(tiny.state_dict())
-    assert list(report.synthesized) == ["vision_backbone.dino_featurizer.embeddings.mask_token"]
+    assert list(report.synthesized) == ["vision_backbone.dino.embeddings.mask_token"]
     assert report.qkv_split == 2 * (tiny.config.dino_num_layers + tiny.config.siglip_num_layers)
     with torch.device("meta"):
         target = ov.OpenVLAForActionPrediction(tiny.config)
@@ -183,7 +183,7 @@ def test_converter_consumes_every_key(tiny, raw):
     # a prismatic/timm checkpoint names LayerScale "gamma" instead of openvla's "scale_factor"
     renamed = {k.replace(".scale_factor", ".gamma"): v for k, v in raw.items()}
     state, _ = oc.convert_state_dict(renamed, target)
-    assert torch.equal(state["vision_backbone.dino_featurizer.encoder.layer.0.layer_scale1.lambda1"],
+    assert torch.equal(state["vision_backbone.dino.encoder.layer.0.layer_scale1.lambda1"],
                        raw["vision_backbone.featurizer.blocks.0.ls1.scale_factor"])
     # dropped on purpose, and said so
     state, report = oc.convert_state_dict(dict(raw, **{"language_model.model.rotary_emb.inv_freq": torch.ones(8)}),
@@ -193,19 +193,19 @@ def test_converter_consumes_every_key(tiny, raw):
 
 def test_qkv_split_and_pool_head_land_in_place(tiny, raw):
     sd = tiny.state_dict()
-    for src, dst, names in (("vision_backbone.featurizer.blocks.1.attn.qkv", "vision_backbone.dino_featurizer."
+    for src, dst, names in (("vision_backbone.featurizer.blocks.1.attn.qkv", "vision_backbone.dino."
                              "encoder.layer.1.attention.", ("q_proj", "k_proj", "v_proj")),
                             ("vision_backbone.fused_featurizer.blocks.2.attn.qkv", "vision_backbone."
-                             "siglip_featurizer.encoder.layers.2.self_attn.", ("q_proj", "k_proj", "v_proj"))):
+                             "siglip.encoder.layers.2.self_attn.", ("q_proj", "k_proj", "v_proj"))):
         for w in ("weight", "bias"):
             fused = raw[f"{src}.{w}"]
             d = fused.shape[0] // 3
             for i, name in enumerate(names):
                 assert torch.equal(sd[f"{dst}{name}.{w}"], fused[i * d:(i + 1) * d])
-    pool, head = "vision_backbone.fused_featurizer.attn_pool.", "vision_backbone.siglip_featurizer.head."
+    pool, head = "vision_backbone.fused_featurizer.attn_pool.", "vision_backbone.siglip.head."
     in_proj = torch.cat([raw[f"{pool}q.weight"], raw[f"{pool}kv.weight"]])
     assert torch.equal(sd[f"{head}attention.in_proj_weight"], in_proj)
-    pos = sd["vision_backbone.dino_featurizer.embeddings.position_embeddings"]
+    pos = sd["vision_backbone.dino.embeddings.position_embeddings"]
     assert torch.equal(pos[:, 1:], raw["vision_backbone.featurizer.pos_embed"]) and not pos[:, 0].any()
 
 
@@ -287,7 +287,7 @@ def test_siglip_head_matches_timm_attention_pool(tiny, raw):
         y = F.linear(_attention(q, k, v, cfg.siglip_num_heads), raw[f"{pool}proj.weight"], raw[f"{pool}proj.bias"])
         h = F.gelu(F.linear(_ln(y, raw, f"{pool}norm"), raw[f"{pool}mlp.fc1.weight"], raw[f"{pool}mlp.fc1.bias"]))
         ref = (y + F.linear(h, raw[f"{pool}mlp.fc2.weight"], raw[f"{pool}mlp.fc2.bias"]))[:, 0]
-        pooled = tiny.vision_backbone.siglip_featurizer(pixels).pooler_output
+        pooled = tiny.vision_backbone.siglip(pixels).pooler_output
     torch.testing.assert_close(pooled, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -383,7 +383,7 @@ def test_real_model_needs_a_gpu_unless_allowed(tiny_folder, monkeypatch):
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
         oc.load_openvla(tiny_folder)
     model = oc.load_openvla(tiny_folder, dtype=torch.float32, allow_cpu=True)
-    assert model.vision_backbone.dino_featurizer.embeddings.cls_token.device.type == "cpu"
+    assert model.vision_backbone.dino.embeddings.cls_token.device.type == "cpu"
 
 
 def test_finetune_setup_builds_openvla_configs():

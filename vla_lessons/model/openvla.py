@@ -50,7 +50,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from vla_lessons.vision.fusion import FusedProjector
+from vla_lessons.vision.fusion import FusedBackbone, FusedProjector
 
 #: OpenVLA's prompt (``PurePromptBuilder``); the instruction is inserted as given. The training
 #: data's instructions were lower-cased, so pass lower-case text for the released model.
@@ -281,30 +281,20 @@ class OpenVLAConfig(PretrainedConfig):
 # ----------------------------------------------------------------------------- architecture
 
 
-class DinoSigLIPBackbone(nn.Module):
-    """Both vision towers; patch features of their second-to-last block, concatenated.
+class DinoSigLIPBackbone(FusedBackbone):
+    """openvla-7b's vision backbone: lesson 04's :class:`~vla_lessons.vision.fusion.FusedBackbone` at real size.
 
-    Introduced in lesson 07 (its small twin in lesson 04). ``forward(pixel_values)`` takes
-    ``(B, 6, H, W)`` float pixels (DINOv2-normalised channels 0-2, SigLIP-normalised 3-5) and
-    returns ``(B, num_patches, 2176)``: DINOv2's patch tokens (class and register tokens
-    dropped) then SigLIP's.
+    Introduced in lesson 07 (its small twin in lesson 04). Both towers are built from the real
+    configurations (``config.dino_config()``, ``config.siglip_config()``) and read at the
+    second-to-last block; ``forward`` takes ``(B, 6, 224, 224)`` float pixels (DINOv2-normalised
+    channels 0-2, SigLIP-normalised 3-5) and returns ``(B, 256, 2176)``: DINOv2's patch tokens
+    (class and register tokens dropped) then SigLIP's. The towers are ``.dino`` and ``.siglip``
+    (openvla's checkpoint calls them ``featurizer`` and ``fused_featurizer``).
     """
 
     def __init__(self, config: OpenVLAConfig):
-        super().__init__()
-        self.dino_featurizer = Dinov2WithRegistersModel(config.dino_config())
-        self.siglip_featurizer = SiglipVisionModel(config.siglip_config())
-        self.feature_layer = config.vision_feature_layer
-        self.num_dino_prefix_tokens = 1 + config.dino_num_registers
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 6:
-            raise ValueError(f"pixel_values must be (B, 6, H, W) (two normalisations stacked), "
-                             f"got {tuple(pixel_values.shape)}")
-        dino_pixels, siglip_pixels = pixel_values.split([3, 3], dim=1)
-        dino = self.dino_featurizer(dino_pixels, output_hidden_states=True).hidden_states[self.feature_layer]
-        siglip = self.siglip_featurizer(siglip_pixels, output_hidden_states=True).hidden_states[self.feature_layer]
-        return torch.cat([dino[:, self.num_dino_prefix_tokens:], siglip], dim=2)
+        super().__init__(SiglipVisionModel(config.siglip_config()), Dinov2WithRegistersModel(config.dino_config()),
+                         config.vision_feature_layer)
 
 
 class OpenVLAForActionPrediction(PreTrainedModel):
@@ -486,34 +476,40 @@ def append_empty_token(input_ids: torch.Tensor, empty_token_id: int) -> torch.Te
 def decode_action_ids(token_ids, vocab_size: int = 32000, n_bins: int = 256) -> np.ndarray:
     """openvla's bin decoding: id -> ``vocab_size - id`` -> bin centre in [-1, 1], float64.
 
-    Introduced in lesson 06. 256 edges ``np.linspace(-1, 1, 256)`` give 255 centres; the bin
-    index ``vocab_size - id - 1`` is clipped to 0..254, so any id outside the 256 action ids
-    saturates at an end.
+    Introduced in lesson 06. Lesson 02's :class:`~vla_lessons.actions.bins.ActionTokenizer` in
+    OpenVLA's layout (256 edges ``np.linspace(-1, 1, 256)``, 255 centres) with ``clip=True``:
+    the released model clips the bin index into range, so any id outside the 256 action ids
+    saturates at an end instead of raising.
     """
-    # TODO(coordinator): use vla_lessons.actions.bins
     ids = np.asarray(token_ids)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"token ids must be integers, got dtype {ids.dtype}")
-    edges = np.linspace(-1.0, 1.0, n_bins)
-    centers = (edges[:-1] + edges[1:]) / 2.0
-    index = np.clip(vocab_size - ids.astype(np.int64) - 1, 0, centers.shape[0] - 1)
-    return centers[index]
+    return _bin_grid(vocab_size, n_bins).decode_normalized(ids, clip=True)
+
+
+def _bin_grid(vocab_size: int, n_bins: int):
+    from vla_lessons.actions.bins import ActionTokenizer
+
+    stats = {"action": {"q01": [-1.0], "q99": [1.0]}}  # decode_normalized never reads the statistics
+    return ActionTokenizer(stats, vocab_size=vocab_size, n_bins=n_bins, layout="openvla")
 
 
 def unnormalize_actions(normalized, stats: Mapping) -> np.ndarray:
     """Map [-1, 1] back to the dataset's units: ``0.5 (a + 1)(q99 - q01) + q01`` where ``mask``.
 
-    Introduced in lesson 06. Unmasked dimensions (the gripper) are returned as they are.
+    Introduced in lesson 06: lesson 02's :class:`~vla_lessons.actions.bins.QuantileNormalizer`.
+    Unmasked dimensions (the gripper) are returned as they are.
     """
-    # TODO(coordinator): use vla_lessons.actions.bins
-    a = np.asarray(normalized, dtype=np.float64)
-    q01, q99 = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
+    from vla_lessons.actions.bins import QuantileNormalizer
+
+    q01 = np.asarray(stats["q01"], np.float64)
     mask = np.asarray(stats.get("mask", np.ones_like(q01, dtype=bool)), dtype=bool)
+    a = np.asarray(normalized, dtype=np.float64)
     if a.shape[-1:] != q01.shape:
         raise ValueError(f"actions have {a.shape[-1:]} dimensions, statistics {q01.shape}")
     if not np.isfinite(a).all():
         raise ValueError("normalized actions must be finite")
-    return np.where(mask, 0.5 * (a + 1.0) * (q99 - q01) + q01, a)
+    return QuantileNormalizer(q01, stats["q99"], mask).unnormalize(a)
 
 
 # ----------------------------------------------------------------------------- processor
@@ -623,7 +619,7 @@ def _count(modules, trainable_only: bool = False) -> int:
 def _unused_modules(model: OpenVLAForActionPrediction) -> list[nn.Module]:
     """Modules after the feature layer: last block(s), final norms, SigLIP's head, DINOv2's mask token."""
     backbone, fl = model.vision_backbone, model.config.vision_feature_layer
-    dino, siglip = backbone.dino_featurizer, backbone.siglip_featurizer
+    dino, siglip = backbone.dino, backbone.siglip
     unused = list(dino.encoder.layer[len(dino.encoder.layer) + fl + 1:])
     unused += list(siglip.encoder.layers[len(siglip.encoder.layers) + fl + 1:])
     return unused + [dino.layernorm, siglip.post_layernorm, siglip.head]
@@ -640,8 +636,8 @@ def parameter_counts(model: OpenVLAForActionPrediction | None = None) -> dict[st
     model = model if model is not None else build_meta_openvla()
     backbone, lm = model.vision_backbone, model.language_model
     counts = {
-        "dino": _count(backbone.dino_featurizer),
-        "siglip": _count(backbone.siglip_featurizer),
+        "dino": _count(backbone.dino),
+        "siglip": _count(backbone.siglip),
         "projector": _count(model.projector),
         "llama": _count(lm),
         "llama_embed_tokens": _count(lm.model.embed_tokens),
@@ -650,7 +646,7 @@ def parameter_counts(model: OpenVLAForActionPrediction | None = None) -> dict[st
     }
     counts["vision"] = counts["dino"] + counts["siglip"]
     counts["total"] = _count(model)
-    mask_token = backbone.dino_featurizer.embeddings.mask_token.numel()
+    mask_token = backbone.dino.embeddings.mask_token.numel()
     counts["unused_by_actions"] = _count(_unused_modules(model)) + mask_token
     return counts
 
@@ -709,7 +705,7 @@ def paper_count_reconstruction(model: OpenVLAForActionPrediction | None = None) 
     with torch.device("meta"):
         projector = nn.Sequential(nn.Linear(cfg.siglip_hidden_size, cfg.text_hidden_size), nn.GELU(),
                                   nn.Linear(cfg.text_hidden_size, cfg.text_hidden_size))
-    siglip, proj, llama = _count(model.vision_backbone.siglip_featurizer), _count(projector), _count(lm)
+    siglip, proj, llama = _count(model.vision_backbone.siglip), _count(projector), _count(lm)
     last_layer = _count([lm.model.layers[-1], lm.model.norm, lm.model.embed_tokens, lm.lm_head])
     return {
         "siglip": siglip, "projector_gelu_mlp": proj, "llama": llama,
@@ -747,7 +743,7 @@ def _lora_size(shape, rank: int) -> int:
 
 def _part_of(key: str) -> str:
     for prefix, part in (("vision_backbone.featurizer.", "dino"), ("vision_backbone.fused_featurizer.", "siglip"),
-                         ("vision_backbone.dino_featurizer.", "dino"), ("vision_backbone.siglip_featurizer.", "siglip"),
+                         ("vision_backbone.dino.", "dino"), ("vision_backbone.siglip.", "siglip"),
                          ("projector.", "projector"), ("language_model.", "llama")):
         if key.startswith(prefix):
             return part

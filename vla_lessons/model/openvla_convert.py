@@ -49,7 +49,7 @@ from vla_lessons.model.openvla import (
 )
 
 DINO_SRC, SIGLIP_SRC = "vision_backbone.featurizer.", "vision_backbone.fused_featurizer."
-DINO_DST, SIGLIP_DST = "vision_backbone.dino_featurizer.", "vision_backbone.siglip_featurizer."
+DINO_DST, SIGLIP_DST = "vision_backbone.dino.", "vision_backbone.siglip."
 #: openvla's ``config.json`` values for the fused DINOv2 + SigLIP backbone at 224 px.
 TIMM_MODEL_IDS = ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
 #: Checkpoint keys that are dropped on purpose, with the reason.
@@ -491,7 +491,7 @@ def _materialize_buffers(model: OpenVLAForActionPrediction) -> None:
 
     lm = model.language_model.model
     lm.rotary_emb = LlamaRotaryEmbedding(config=model.language_model.config)
-    embeddings = model.vision_backbone.siglip_featurizer.embeddings
+    embeddings = model.vision_backbone.siglip.embeddings
     embeddings.register_buffer("position_ids", torch.arange(embeddings.num_positions)[None], persistent=False)
     still_meta = [name for name, b in model.named_buffers() if b.is_meta]
     if still_meta:
