@@ -343,6 +343,29 @@ def test_linear_probes_read_linear_signals_and_reject_nan():
         V.fit_linear_regressor(x_bad, pos)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_newton_logistic_solver_reaches_the_lbfgs_optimum(n_classes):
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(240, 30)))
+    y = torch.tensor((x[:, 0].numpy() + 0.5 * rng.normal(size=240) > 0).astype(np.int64)
+                     + (n_classes == 3) * (x[:, 1].numpy() > 0.3))
+    xb = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    for l2 in (1e-3, 1e-1):
+        objective = lambda w: float(torch.nn.functional.cross_entropy(xb @ w, y) + l2 * (w[:-1] ** 2).sum())  # noqa: E731
+        w_lbfgs = probes._fit_logistic(x, y, n_classes, l2)
+        w_newton = probes._fit_logistic_newton(x, y, n_classes, l2)
+        assert w_newton.shape == (31, n_classes)
+        assert objective(w_newton) <= objective(w_lbfgs) + 1e-9
+        assert torch.allclose(w_newton, w_lbfgs, atol=1e-4)
+        assert torch.equal((xb @ w_newton).argmax(1), (xb @ w_lbfgs).argmax(1))
+    if n_classes == 2:
+        a = V.fit_linear_classifier(x.numpy(), y.numpy(), solver="newton", l2_grid=(1e-3, 1e-1))
+        b = V.fit_linear_classifier(x.numpy(), y.numpy(), l2_grid=(1e-3, 1e-1))
+        assert a.score == b.score and a.penalty == b.penalty
+        with pytest.raises(ValueError, match="solver"):
+            V.fit_linear_classifier(x.numpy(), y.numpy(), solver="sgd")
+
+
 def test_coordinate_pooling_is_a_shared_linear_detector():
     rng = np.random.default_rng(1)
     cells = rng.integers(0, 16, size=300)  # the object's patch on a 4 x 4 grid

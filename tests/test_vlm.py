@@ -140,6 +140,27 @@ def test_majority_answer_baseline():
     assert Q.blind_accuracy(data, data)["colour"] == answers.count(guess["what colour is the cube?"]) / 6
 
 
+def test_blind_baseline_backs_off_to_the_kinds_majority_for_unseen_questions():
+    def sample(scene, kind, question, answer):
+        return Q.VQASample(scene, kind, question, answer)
+
+    def data(samples):
+        n = 1 + max(s.scene for s in samples)
+        return Q.VQAData(np.zeros((n, 4, 4, 3), np.uint8), list(range(n)), [[] for _ in range(n)],
+                         np.zeros((n, 3)), samples)
+
+    train = data([sample(0, "left_right", "is the red cube left of the plate?", "no"),
+                  sample(1, "left_right", "is the blue ball left of the bowl?", "no"),
+                  sample(2, "left_right", "is the red ball right of the tray?", "yes")])
+    test = data([sample(0, "left_right", "is the green cube left of the plate?", "no"),   # unseen text
+                 sample(1, "left_right", "is the red ball right of the tray?", "no")])     # seen: "yes"
+    assert Q.kind_majority_answers(train) == {"left_right": "no"}
+    assert Q.blind_accuracy(train, test)["left_right"] == 0.0          # unseen counts as wrong
+    assert Q.blind_accuracy(train, test, backoff=True)["left_right"] == 0.5
+    with pytest.raises(ValueError, match="VQAData"):
+        Q.blind_accuracy(train, [])
+
+
 # ----------------------------------------------------------------------------- model
 
 

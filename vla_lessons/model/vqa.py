@@ -296,16 +296,33 @@ def majority_answers(data: VQAData) -> dict[str, str]:
     return {q: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for q, c in by_question.items()}
 
 
-def blind_accuracy(train: VQAData, test: VQAData) -> dict[str, float]:
+def kind_majority_answers(data: VQAData) -> dict[str, str]:
+    """The most frequent answer of each question *kind* in ``data`` (ties: alphabetically first).
+
+    Introduced in lesson 05. The blind guess for a question text that ``data`` never asked.
+    """
+    by_kind = defaultdict(Counter)
+    for s in data.samples:
+        by_kind[s.kind][s.answer] += 1
+    return {k: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for k, c in by_kind.items()}
+
+
+def blind_accuracy(train: VQAData, test: VQAData, backoff: bool = False) -> dict[str, float]:
     """Exact-match accuracy per kind (and ``"all"``) of answering ``test`` with ``train``'s majority answers.
 
-    Introduced in lesson 05. Questions never seen in training count as wrong.
+    Introduced in lesson 05. Questions never seen in training count as wrong, unless
+    ``backoff=True``: then they get the majority answer of their kind in ``train``
+    (:func:`kind_majority_answers`), the fair blind baseline when ``train`` is small and many
+    question texts (``"is the red cube left of the plate?"``) occur only once.
     """
+    if not isinstance(train, VQAData) or not isinstance(test, VQAData) or not test.samples:
+        raise ValueError("train and test must be VQAData, test with samples (see vqa_dataset)")
     guess = majority_answers(train)
+    fallback = kind_majority_answers(train) if backoff else {}
     hits, totals = Counter(), Counter()
     for s in test.samples:
         totals[s.kind] += 1
-        hits[s.kind] += int(guess.get(s.question) == s.answer)
+        hits[s.kind] += int(guess.get(s.question, fallback.get(s.kind)) == s.answer)
     out = {k: hits[k] / totals[k] for k in KINDS if totals[k]}
     out["all"] = sum(hits.values()) / max(1, sum(totals.values()))
     return out

@@ -166,6 +166,86 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float) -
     return w.detach()
 
 
+def _newton(objective, grad_hess, w: torch.Tensor, max_iter: int, tol: float) -> torch.Tensor:
+    """Minimise a smooth convex ``objective`` from ``w`` by damped Newton steps with backtracking.
+
+    ``grad_hess(w)`` returns the gradient (same shape as ``w``) and the Hessian (w.numel() square).
+    """
+    loss = objective(w)
+    for _ in range(max_iter):
+        grad, hess = grad_hess(w)
+        step = torch.linalg.solve(hess, grad.reshape(-1)).reshape(w.shape)
+        decrement = float((grad * step).sum())                      # the squared Newton decrement
+        if decrement < tol:
+            break
+        t = 1.0
+        while True:
+            candidate = w - t * step
+            new_loss = objective(candidate)
+            if new_loss <= loss - 0.25 * t * decrement or t < 1e-8:
+                break
+            t /= 2
+        w, loss = candidate, new_loss
+    return w
+
+
+def _fit_logistic_newton(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float,
+                         max_iter: int = 50, tol: float = 1e-12) -> torch.Tensor:
+    """The same problem as :func:`_fit_logistic`, solved by Newton's method; weights (D + 1, C).
+
+    The problem is convex and small (D of a few hundred), so a handful of exact Newton steps reach
+    the optimum where L-BFGS may use all its 200 iterations on badly conditioned features.
+
+    Two classes: the softmax only sees ``d = w_1 - w_0``, and the symmetric penalty
+    ``l2 (|w_0|^2 + |w_1|^2)`` is smallest at ``w_1 = -w_0 = d / 2``; so this solves the binary
+    logistic regression in ``d`` with penalty ``l2 / 2 |d|^2`` (a (D+1)-square Hessian instead
+    of a 2(D+1)-square one) and returns ``(-d/2, d/2)``. More classes: the full Hessian, whose
+    null direction "the same constant added to every bias" gets a 1e-9 damping (the gradient is
+    zero along it).
+    """
+    n = len(x)
+    xb = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)                 # (n, k)
+    k = xb.shape[1]
+    mask = torch.ones(k, dtype=x.dtype)
+    mask[-1] = 0                                                               # the bias is not penalised
+    if n_classes == 2:
+        target = y.to(x.dtype)
+
+        def objective(d):
+            return (torch.nn.functional.binary_cross_entropy_with_logits(xb @ d, target)
+                    + 0.5 * l2 * (d[:-1] ** 2).sum())
+
+        def grad_hess(d):
+            p = torch.sigmoid(xb @ d)
+            hess = xb.T @ ((p * (1 - p))[:, None] * xb) / n + torch.diag(l2 * mask + 1e-12)
+            return xb.T @ (p - target) / n + l2 * mask * d, hess
+
+        d = _newton(objective, grad_hess, torch.zeros(k, dtype=x.dtype), max_iter, tol)
+        return torch.stack([-d / 2, d / 2], dim=1)
+
+    onehot = torch.nn.functional.one_hot(y, n_classes).to(x.dtype)             # (n, C)
+    # parameters in class-major order: w.T, shape (C, k)
+    def objective(wt):
+        return torch.nn.functional.cross_entropy(xb @ wt.T, y) + l2 * (wt[:, :-1] ** 2).sum()
+
+    def grad_hess(wt):
+        p = torch.softmax(xb @ wt.T, dim=1)
+        s = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]                # (n, C, C)
+        hess = torch.empty(n_classes, k, n_classes, k, dtype=x.dtype)
+        for a in range(n_classes):
+            for b in range(a, n_classes):
+                block = xb.T @ (s[:, a, b, None] * xb) / n
+                hess[a, :, b], hess[b, :, a] = block, block
+        hess = hess.reshape(n_classes * k, n_classes * k) + torch.diag((2 * l2 * mask + 1e-9).repeat(n_classes))
+        return (p - onehot).T @ xb / n + 2 * l2 * mask * wt, hess
+
+    return _newton(objective, grad_hess, torch.zeros(n_classes, k, dtype=x.dtype), max_iter, tol).T
+
+
+#: Solvers of the logistic probe (:func:`fit_linear_classifier`'s ``solver``).
+LOGISTIC_SOLVERS = {"lbfgs": _fit_logistic, "newton": _fit_logistic_newton}
+
+
 def _predict_logistic(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1) @ w).argmax(dim=1)
 
@@ -177,14 +257,19 @@ def _folds(n: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def fit_linear_classifier(features, labels, *, train_fraction: float = 0.8, l2_grid=CLASSIFIER_L2_GRID,
-                          folds: int = 3, seed: int = 0) -> ProbeResult:
+                          folds: int = 3, seed: int = 0, solver: str = "lbfgs") -> ProbeResult:
     """The "what" probe: logistic regression from features (M, D) to class labels (M,).
 
     Introduced in lesson 04. Features are standardised on the training split; the L2 penalty
     is picked from ``l2_grid`` by ``folds``-fold cross-validation on the training split; the
     score is the accuracy on the held-out split (``1 - train_fraction`` of the samples, chosen
-    by ``seed``).
+    by ``seed``). ``solver`` is ``"lbfgs"`` (the default) or ``"newton"`` (the same optimum,
+    reached in a few exact steps: several times faster on a few hundred features, and closer
+    to the optimum when the features are badly conditioned).
     """
+    if solver not in LOGISTIC_SOLVERS:
+        raise ValueError(f"solver must be one of {sorted(LOGISTIC_SOLVERS)}, got {solver!r}")
+    fit = LOGISTIC_SOLVERS[solver]
     x = _as_float64(features, "features")
     y = torch.as_tensor(np.asarray(labels)).long()
     if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
@@ -197,11 +282,11 @@ def fit_linear_classifier(features, labels, *, train_fraction: float = 0.8, l2_g
     for l2 in l2_grid:
         accs = []
         for fit_idx, val_idx in _folds(len(train), folds):
-            w = _fit_logistic(x_train[fit_idx], y_train[fit_idx], n_classes, l2)
+            w = fit(x_train[fit_idx], y_train[fit_idx], n_classes, l2)
             accs.append(float((_predict_logistic(w, x_train[val_idx]) == y_train[val_idx]).double().mean()))
         if np.mean(accs) > best_acc:
             best_l2, best_acc = l2, float(np.mean(accs))
-    w = _fit_logistic(x_train, y_train, n_classes, best_l2)
+    w = fit(x_train, y_train, n_classes, best_l2)
     pred = _predict_logistic(w, x_test)
     majority = int(torch.bincount(y_train).argmax())
     return ProbeResult(
