@@ -415,7 +415,8 @@ def find_encoders(dirs=ENCODER_DIRS):
 
 
 def build_course_vlm(out_dir=None, *, full: bool | None = None, seed: int = 0, threads: int = 1,
-                     encoders="auto", image_size: int | None = None, progress: bool = True) -> dict:
+                     encoders="auto", image_size: int | None = None, progress: bool = True,
+                     recipe: VLMRecipe | None = None) -> dict:
     """Build the course's VLM from seeds: scenes, tokenizer, model, training, evaluation, save.
 
     Introduced in lesson 05 (``python -m vla_lessons.build vlm``).
@@ -456,7 +457,7 @@ def build_course_vlm(out_dir=None, *, full: bool | None = None, seed: int = 0, t
         if found is not None:
             towers = {"siglip": load_siglip(found[0])[0], "dino": load_dino(found[1])}
         model = build_vlm(tokenizer, seed=seed, **towers)
-        recipe = default_recipe(full, seed=seed)
+        recipe = recipe or default_recipe(full, seed=seed)
         result = train_vlm(model, tokenizer, train, recipe, progress=progress)
         t_eval = time.perf_counter()
         features = cache_image_features(model, heldout.images)
