@@ -113,6 +113,28 @@ def build_vla_target(only: list[str] | None = None) -> list[dict]:
     return [{k: v for k, v in summary.items() if k not in ("history",)}]
 
 
+@target("cofinetune", "co-fine-tuning: action accuracy and VQA retention at several ratios (data/results/)")
+def build_cofinetune_target(only: list[str] | None = None) -> list[dict]:
+    """RT-2's co-fine-tuning table for lesson 06. See :func:`vla_lessons.train.cofinetune.build_cofinetune`."""
+    if only is not None and "cofinetune" not in only:
+        return []
+    from vla_lessons.train.cofinetune import build_cofinetune
+
+    summary = build_cofinetune()
+    return [{"name": "cofinetune", "seconds": summary["seconds"]["total"]}]
+
+
+@target("strategies", "the OpenVLA fine-tuning strategies on the mini VLA (data/results/)")
+def build_strategies_target(only: list[str] | None = None) -> list[dict]:
+    """The strategy table of lesson 07. See :func:`vla_lessons.train.strategies.build_strategies`."""
+    if only is not None and "strategies" not in only:
+        return []
+    from vla_lessons.train.strategies import build_strategies
+
+    build_strategies()
+    return [{"name": "strategies"}]
+
+
 def _summary_line(summary: dict) -> str:
     short = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     if isinstance(short.get("seconds"), float):
