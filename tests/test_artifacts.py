@@ -1,0 +1,62 @@
+"""The committed trained artifacts load, agree with their metrics, and do what the lessons rely on."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vla_lessons import env
+
+MODELS = env.DATA_DIR / "models"
+
+
+def test_encoders_and_vlm_load_with_the_course_shapes():
+    from vla_lessons.model.vlm import load_vlm, parameter_counts
+    from vla_lessons.vision.encoders import load_dino, load_siglip
+
+    siglip = load_siglip(MODELS / "siglip")[0]
+    dino = load_dino(MODELS / "dino")
+    vlm, tokenizer = load_vlm(MODELS / "vlm")
+    metrics = json.loads((MODELS / "vlm" / "metrics.json").read_text())
+    assert parameter_counts(vlm) == metrics["params"]
+    assert siglip.config.vision_config.hidden_size == dino.config.hidden_size == 128 and vlm.num_patches == 64
+    assert len(tokenizer) == vlm.vocab_size == 1024
+    for name in ("siglip", "dino"):
+        history = json.loads((MODELS / name / "history.json").read_text())
+        assert len(history["history"]["loss"]) == 1200 and history["minutes"] > 0
+
+
+def test_the_course_vla_predicts_bounded_actions_with_its_statistics():
+    from vla_lessons.data.recipes import course_dataset_path
+    from vla_lessons.train.build_vla import UNNORM_KEY, load_course_vla
+    from vla_lessons.train.finetune import load_action_frames
+
+    vla = load_course_vla()
+    stats = json.loads((MODELS / "vla" / "dataset_statistics.json").read_text())
+    assert list(stats) == [UNNORM_KEY] == vla.action_tokenizer.unnorm_keys
+    frames = load_action_frames(course_dataset_path("tabletop_lessons"), episodes=[0])
+    actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY)
+    q01, q99 = (np.array(stats[UNNORM_KEY]["action"][k]) for k in ("q01", "q99"))
+    assert actions.shape == (4, 7) and np.isfinite(actions).all()
+    assert (actions[:, :6] >= q01[:6] - 1e-9).all() and (actions[:, :6] <= q99[:6] + 1e-9).all()
+
+
+def test_vla_metrics_agree_with_their_episodes():
+    metrics = json.loads((MODELS / "vla" / "metrics.json").read_text())
+    closed = metrics["closed_loop"]
+    episodes = closed["episodes"]
+    n = closed["episodes_per_family"]
+    assert n >= 50, "the course reports closed-loop success over at least 50 episodes per family"
+    for family in ("pick", "place", "push"):
+        rows = [e for e in episodes if e["family"] == family]
+        assert len(rows) == n and len({e["seed"] for e in rows}) == n
+        assert closed["vla"][family]["success"] == sum(e["success"] for e in rows)
+        assert closed["expert"][family]["success"] == n  # the expert is the ceiling
+    steps = [h["step"] for h in metrics["history"]]
+    assert steps == sorted(steps) and steps[-1] == sum(s["steps"] for s in metrics["finetune"])
+
+
+@pytest.mark.parametrize("name", ["cofinetune.json"])
+def test_results_files_are_json(name):
+    data = json.loads((env.DATA_DIR / "results" / name).read_text())
+    assert data
