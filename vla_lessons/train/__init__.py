@@ -4,6 +4,8 @@ Introduced in lesson 06.
 
 * :mod:`.finetune` -- robot steps as :class:`ActionFrames`, :func:`finetune_vla` with openvla's
   metrics (loss, action-token accuracy, L1), co-fine-tuning with VQA
+* :mod:`.cofinetune` -- RT-2's co-fine-tuning measured: VQA ratio against held-out action accuracy
+  and VQA retention (:func:`cofinetune_table`, ``data/results/cofinetune.json``)
 """
 
 from .finetune import (ActionFrames, FinetuneConfig, FinetuneResult, evaluate_actions, finetune_vla,
@@ -11,3 +13,18 @@ from .finetune import (ActionFrames, FinetuneConfig, FinetuneResult, evaluate_ac
 
 __all__ = ["ActionFrames", "FinetuneConfig", "FinetuneResult", "evaluate_actions", "finetune_vla",
            "load_action_frames", "vla_policy"]
+
+from .cofinetune import build_cofinetune, cofinetune_table, load_cofinetune  # noqa: E402
+
+__all__ += ["build_cofinetune", "cofinetune_table", "load_cofinetune"]
+
+# Lesson 07: LoRA by hand and with peft (:mod:`.lora`); the OpenVLA paper's fine-tuning strategies with
+# measured memory (:mod:`.strategies`, ``data/results/strategies.json``).
+from .lora import (LoRALinear, add_lora, compare_with_peft, linear_names, lora_summary, lora_vla,  # noqa: E402
+                   merge_lora)
+from .strategies import (ALL_STRATEGIES, STRATEGIES, build_strategies, load_strategies,  # noqa: E402
+                         measure_training_memory, prepare, run_strategies)
+
+__all__ += ["LoRALinear", "add_lora", "compare_with_peft", "linear_names", "lora_summary", "lora_vla", "merge_lora",
+            "ALL_STRATEGIES", "STRATEGIES", "build_strategies", "load_strategies", "measure_training_memory",
+            "prepare", "run_strategies"]

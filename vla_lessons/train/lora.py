@@ -86,6 +86,20 @@ class LoRALinear(nn.Module):
     def out_features(self) -> int:
         return self.base.out_features
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The frozen base weight (out, in), for code that reads ``.weight`` directly.
+
+        ``nn.MultiheadAttention`` (SigLIP's pooling head) uses ``out_proj.weight`` without calling
+        the module, so a LoRA update there is ignored -- as with peft, which does the same.
+        """
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The frozen base bias (out,) or None."""
+        return self.base.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scale
 
@@ -196,27 +210,32 @@ def compare_with_peft(base: nn.Linear, r: int = 8, alpha: float = 16.0, *, batch
     y_peft.sum().backward()
 
     def diff(a, b) -> float:
-        return float((a - b).abs().max())
+        return float((a - b).detach().abs().max())
 
     return {"output": diff(y_hand, y_peft),
             "grad_A": diff(hand.lora_A.grad, layer.lora_A["default"].weight.grad),
             "grad_B": diff(hand.lora_B.grad, layer.lora_B["default"].weight.grad)}
 
 
-def lora_vla(model: nn.Module, rank: int = 32, dropout: float = 0.0):
+def lora_vla(model: nn.Module, rank: int = 32, dropout: float = 0.0, *, modules_to_save: list[str] | None = None):
     """OpenVLA's LoRA on a VLA: ``peft.get_peft_model(model, openvla.lora_config(rank))``.
 
     Introduced in lesson 07. ``model`` (a :class:`~vla_lessons.model.vla.PrismaticVLA`) is changed
     in place (its Linear layers become peft ``lora.Linear``) and wrapped in a ``PeftModel``, whose
     attributes (``predict_action``, ``tokenizer`` ...) fall through to the VLA. Only the LoRA
-    matrices are trainable. Undo with ``merge_and_unload()`` (merged) or ``unload()`` (discarded).
+    matrices are trainable. ``modules_to_save`` (e.g. ``["lm_head"]``, not in OpenVLA's recipe)
+    makes peft train a full copy of those modules as well. Undo with ``merge_and_unload()``
+    (merged) or ``unload()`` (discarded).
     """
     from peft import get_peft_model
 
     from vla_lessons.model.openvla import lora_config
 
+    config = lora_config(rank, dropout)
+    if modules_to_save:
+        config.modules_to_save = list(modules_to_save)
     with _quiet_peft():
-        return get_peft_model(model, lora_config(rank, dropout))
+        return get_peft_model(model, config)
 
 
 def part_of(name: str) -> str:
@@ -235,27 +254,32 @@ def lora_summary(peft_model) -> dict:
     """What peft wrapped in a VLA: wrapped layers and LoRA parameters by part, and the Linear layers left out.
 
     Introduced in lesson 07. Returns ``{"wrapped": {part: layers}, "lora_params": {part: n},
-    "left_out": [names of nn.Linear not wrapped], "trainable", "total"}`` (parameters counted
+    "left_out": [names of nn.Linear not wrapped], "modules_to_save": [names of modules trained in
+    full], "trainable", "total"}`` (parameters counted
     on the ``PeftModel``; ``total`` includes the LoRA matrices, as peft's
     ``print_trainable_parameters``).
     """
     from peft.tuners.lora import LoraLayer
+    from peft.utils import ModulesToSaveWrapper
 
     inner = peft_model.base_model.model
-    wrapped, params, left_out = {}, {}, []
+    wrapped, params, left_out, saved = {}, {}, [], []
     for name, module in inner.named_modules():
         if isinstance(module, LoraLayer):
             part = part_of(name)
             wrapped[part] = wrapped.get(part, 0) + 1
             params[part] = params.get(part, 0) + sum(p.numel() for n, p in module.named_parameters()
                                                      if "lora_" in n)
-        elif isinstance(module, nn.Linear) and not _inside_lora(name):
+        elif isinstance(module, ModulesToSaveWrapper):
+            saved.append(name)
+        elif isinstance(module, nn.Linear) and not _inside_peft(name):
             left_out.append(name)
-    return {"wrapped": wrapped, "lora_params": params, "left_out": left_out,
+    return {"wrapped": wrapped, "lora_params": params, "left_out": left_out, "modules_to_save": saved,
             "trainable": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
             "total": sum(p.numel() for p in peft_model.parameters())}
 
 
-def _inside_lora(name: str) -> bool:
-    """True when the Linear ``name`` is a base layer or a LoRA matrix inside a peft LoRA layer."""
-    return any(part in ("base_layer", "lora_A", "lora_B") for part in name.split("."))
+def _inside_peft(name: str) -> bool:
+    """True when the Linear ``name`` is a piece of a peft layer (base layer, LoRA matrix, saved copy)."""
+    return any(part in ("base_layer", "lora_A", "lora_B", "original_module", "modules_to_save")
+               for part in name.split("."))
