@@ -7,34 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from vla_lessons.model.text_tokenizer import train_text_tokenizer
-from vla_lessons.model.vla import vla_from_vlm
-from vla_lessons.model.vlm import build_vlm
 from vla_lessons.train.lora import (LoRALinear, add_lora, compare_with_peft, linear_names, lora_summary, lora_vla,
                                     merge_lora)
 
-CORPUS = ["pick up the red cube", "put the blue ball in the bowl", "push the green cylinder left",
-          "what action should the robot take to", "red", "blue"] * 5
-STATS = {"action": {"q01": [-0.02, -0.02, -0.02, -0.1, -0.1, 0.0, 0.0],
-                    "q99": [0.02, 0.02, 0.02, 0.1, 0.1, 0.0, 1.0]}}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
-def tiny_vla():
+def tiny_vla(make_toy_vla):
     """A VLA with 28 px towers and a 1-layer Llama: the mini VLA's module names at toy size."""
-    torch.manual_seed(0)
-    tok = train_text_tokenizer(CORPUS, vocab_size=700)
-    vlm = build_vlm(tok, seed=0, siglip_config=dict(image_size=28), dino_config=dict(image_size=28),
-                    num_hidden_layers=1)
-    return vla_from_vlm(vlm, tok, {"tabletop": STATS}).eval()
+    return make_toy_vla(llama_layers=1)
 
 
 def _inputs(model, n=2, seed=0):

@@ -16,15 +16,6 @@ from vla_lessons.model import openvla_convert as oc
 M = 1e6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small for two threads: one thread halves this file's run time."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def meta_model():
     return ov.build_meta_openvla()

@@ -18,15 +18,6 @@ TINY_LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 30)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Toy-sized ops run faster on one thread, above all on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     corpus = tv.instruction_prompts("train") + [
