@@ -9,6 +9,9 @@ B environments in lockstep (each from its own seed), :func:`evaluate_policy` cov
 families with ``episodes`` seeded episodes each. Seeds start at
 :data:`~vla_lessons.data.recipes.EVAL_SEED_START`, which no training dataset uses, and episode
 ``i`` of a family always gets the same seed: two policies are compared on the very same scenes.
+A policy that also reads the robot's state (a VLA with proprioception) says so with the
+attribute ``policy.needs_state = True`` and is called ``policy(images, instructions, states)``
+with the raw states (B, 8) of ``obs["state"]``.
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
         frames = [[o["image"]] for o in obs] if keep_frames else None
         active = list(range(len(envs)))
         while active:
-            actions = _check_actions(policy(np.stack([obs[i]["image"] for i in active]),
-                                            [obs[i]["instruction"] for i in active]), len(active))
+            inputs = [np.stack([obs[i]["image"] for i in active]), [obs[i]["instruction"] for i in active]]
+            if getattr(policy, "needs_state", False):
+                inputs.append(np.stack([obs[i]["state"] for i in active]))
+            actions = _check_actions(policy(*inputs), len(active))
             still = []
             for a, i in zip(actions, active):
                 obs[i], _, terminated, truncated, info = envs[i].step(a.astype(np.float32))

@@ -416,7 +416,8 @@ def find_encoders(dirs=ENCODER_DIRS):
 
 def build_course_vlm(out_dir=None, *, full: bool | None = None, seed: int = 0, threads: int = 1,
                      encoders="auto", image_size: int | None = None, progress: bool = True,
-                     recipe: VLMRecipe | None = None, llama_overrides: dict | None = None) -> dict:
+                     recipe: VLMRecipe | None = None, llama_overrides: dict | None = None,
+                     visual_position: str = "none") -> dict:
     """Build the course's VLM from seeds: scenes, tokenizer, model, training, evaluation, save.
 
     Introduced in lesson 05 (``python -m vla_lessons.build vlm``).
@@ -456,7 +457,8 @@ def build_course_vlm(out_dir=None, *, full: bool | None = None, seed: int = 0, t
         towers = {}
         if found is not None:
             towers = {"siglip": load_siglip(found[0])[0], "dino": load_dino(found[1])}
-        model = build_vlm(tokenizer, seed=seed, **towers, **(llama_overrides or {}))
+        model = build_vlm(tokenizer, seed=seed, visual_position=visual_position, **towers,
+                          **(llama_overrides or {}))
         recipe = recipe or default_recipe(full, seed=seed)
         result = train_vlm(model, tokenizer, train, recipe, progress=progress)
         t_eval = time.perf_counter()

@@ -54,6 +54,9 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
         n_action_bins: bins per dimension (256), the size of the reserved id block.
         action_layout: ``"openvla"`` (255 centres, as the released model) or ``"centers256"``.
         action_dim: numbers per action (7).
+        proprio_dim: 0 (OpenVLA: the image and the instruction only) or the length of the robot
+            state read as one extra token after the visual tokens (OpenVLA-OFT's proprioception,
+            :class:`ProprioProjector`); its statistics are ``norm_stats[name]["proprio"]``.
     """
 
     model_type = "vla_lessons_prismatic_vla"
@@ -62,15 +65,41 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
     n_action_bins: int = 256
     action_layout: str = "openvla"
     action_dim: int = ACTION_DIM
+    proprio_dim: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if isinstance(self.proprio_dim, bool) or not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
+            raise ValueError(f"proprio_dim must be an int >= 0, got {self.proprio_dim!r}")
+        if self.proprio_dim and self.norm_stats is not None:
+            for name, stats in self.norm_stats.items():
+                got = len(stats.get("proprio", {}).get("q01", []))
+                if got != self.proprio_dim:
+                    raise ValueError(f"norm_stats[{name!r}] needs 'proprio' statistics (q01/q99) of length "
+                                     f"proprio_dim={self.proprio_dim}, got length {got}")
         if self.n_action_bins != self.n_reserved_tokens:
             raise ValueError(f"n_action_bins ({self.n_action_bins}) must equal the reserved id block "
                              f"n_reserved_tokens ({self.n_reserved_tokens})")
         if self.norm_stats is not None:  # fail now, not at the first predict_action
             ActionTokenizer(self.norm_stats, vocab_size=self.text_config.vocab_size,
                             n_bins=self.n_action_bins, layout=self.action_layout)
+
+
+class ProprioProjector(torch.nn.Module):
+    """Robot state -> one token of the Llama's width: Linear, GELU, Linear (OpenVLA-OFT's).
+
+    Introduced in lesson 06. ``forward`` takes the *normalised* state float32 (B, P) in [-1, 1]
+    and returns (B, 1, D).
+    """
+
+    def __init__(self, proprio_dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(proprio_dim, hidden)
+        self.act = torch.nn.GELU()
+        self.fc2 = torch.nn.Linear(hidden, hidden)
+
+    def forward(self, proprio: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(proprio)))[:, None, :]
 
 
 class PrismaticVLA(PrismaticVLM):
@@ -85,8 +114,67 @@ class PrismaticVLA(PrismaticVLM):
 
     def __init__(self, config: PrismaticVLAConfig):
         super().__init__(config)
+        self.proprio_projector = (ProprioProjector(config.proprio_dim, config.text_config.hidden_size)
+                                  if config.proprio_dim else None)
         self.tokenizer = None
         self._action_tokenizer = None
+
+    # ---------------------------------------------------------------- proprioception
+
+    def normalize_proprio(self, states, unnorm_key: str | None = None) -> torch.Tensor:
+        """Raw robot states (B, P) -> float32 (B, P) in [-1, 1] with the q01/q99 of ``unnorm_key``.
+
+        Introduced in lesson 06. A dimension with q01 == q99 (a constant, like the state's pad
+        entry) maps to 0. Raises ``ValueError`` on a wrong shape or non-finite values.
+        """
+        p = self.config.proprio_dim
+        if not p:
+            raise ValueError("this VLA reads no robot state (config.proprio_dim == 0)")
+        states = np.asarray(states, dtype=np.float64)
+        if states.ndim != 2 or states.shape[1] != p:
+            raise ValueError(f"robot states must be (B, {p}), got shape {states.shape}")
+        if not np.isfinite(states).all():
+            raise ValueError("robot states contain NaN or inf")
+        key = self.action_tokenizer.resolve_unnorm_key(unnorm_key)
+        stats = self.config.norm_stats[key]["proprio"]
+        low, high = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
+        span = np.where(high > low, high - low, 1.0)
+        out = np.where(high > low, np.clip(2 * (states - low) / span - 1, -1, 1), 0.0)
+        return torch.as_tensor(out, dtype=torch.float32)
+
+    def proprio_tokens(self, proprio, batch: int):
+        """The proprioception token (B, 1, D) from normalised ``proprio`` (B, P), or None without it."""
+        if self.proprio_projector is None:
+            if proprio is not None:
+                raise ValueError("this VLA reads no robot state (config.proprio_dim == 0); do not pass proprio")
+            return None
+        p = self.config.proprio_dim
+        if proprio is None:
+            raise ValueError(f"this VLA reads the robot state: pass proprio, float32 ({batch}, {p}) normalised "
+                             "with normalize_proprio (predict_action takes the raw state)")
+        if not isinstance(proprio, torch.Tensor) or tuple(proprio.shape) != (batch, p):
+            raise ValueError(f"proprio must be a float tensor ({batch}, {p}), got "
+                             f"{tuple(getattr(proprio, 'shape', ())) or type(proprio).__name__}")
+        if not torch.isfinite(proprio).all():
+            raise ValueError("proprio contains NaN or inf")
+        return self.proprio_projector(proprio.float())
+
+    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None, *,
+                proprio: torch.Tensor | None = None, vision_features: torch.Tensor | None = None,
+                past_key_values=None, use_cache: bool | None = None, logits_to_keep: int = 0):
+        """:meth:`PrismaticVLM.forward` plus ``proprio`` (B, P), normalised, when ``proprio_dim > 0``.
+
+        The proprioception token sits right after the visual tokens (N + 1 inserted positions).
+        """
+        extra = None
+        if pixel_values is not None or vision_features is not None:
+            extra = self.proprio_tokens(proprio, input_ids.shape[0])
+        embeds, attention_mask, labels = self.prepare_inputs_embeds(
+            input_ids, pixel_values, attention_mask, labels, vision_features=vision_features,
+            past_key_values=past_key_values, extra_tokens=extra)
+        return self._run_llm(embeds, attention_mask, labels=labels, past_key_values=past_key_values,
+                             use_cache=use_cache, logits_to_keep=logits_to_keep)
 
     # ---------------------------------------------------------------- actions <-> ids
 
@@ -112,7 +200,7 @@ class PrismaticVLA(PrismaticVLM):
     @torch.no_grad()
     def generate_action_ids(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
                             attention_mask: torch.Tensor | None = None, *,
-                            restrict: bool = True) -> torch.Tensor:
+                            restrict: bool = True, proprio: torch.Tensor | None = None) -> torch.Tensor:
         """Greedy decoding of ``action_dim`` tokens with the KV cache: long (B, 7).
 
         Introduced in lesson 06. Prompts must be left-padded (:func:`encode_action_prompts`).
@@ -124,7 +212,9 @@ class PrismaticVLA(PrismaticVLM):
         self.eval()
         low = self.vocab_size - self.config.n_action_bins
         try:
-            embeds, mask, _ = self.prepare_inputs_embeds(input_ids, pixel_values, attention_mask)
+            embeds, mask, _ = self.prepare_inputs_embeds(
+                input_ids, pixel_values, attention_mask,
+                extra_tokens=self.proprio_tokens(proprio, input_ids.shape[0]))
             out = self._run_llm(embeds, mask, use_cache=True, logits_to_keep=1)
             new = []
             for step in range(self.config.action_dim):
@@ -143,25 +233,29 @@ class PrismaticVLA(PrismaticVLM):
 
     @torch.no_grad()
     def predict_action(self, image, instruction: str, unnorm_key: str | None = None, *,
-                       restrict: bool = True) -> np.ndarray:
+                       restrict: bool = True, proprio=None) -> np.ndarray:
         """One camera image and one instruction -> the un-normalised action, float64 (7,).
 
         Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. ``image`` is a
         uint8 (H, W, 3) array (any square size: it is resized to the model's); ``unnorm_key``
         names the dataset whose statistics un-normalise the action (None when there is one).
+        ``proprio``: the raw robot state (P,), needed when ``config.proprio_dim > 0`` (as OFT's
+        ``get_action`` reads ``obs["state"]``).
         """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"image must be one uint8 (H, W, 3) camera image, got shape {image.shape}")
-        return self.predict_actions(image[None], [instruction], unnorm_key, restrict=restrict)[0]
+        states = None if proprio is None else np.asarray(proprio)[None]
+        return self.predict_actions(image[None], [instruction], unnorm_key, restrict=restrict, proprio=states)[0]
 
     @torch.no_grad()
     def predict_actions(self, images, instructions: list[str], unnorm_key: str | None = None, *,
-                        restrict: bool = True) -> np.ndarray:
+                        restrict: bool = True, proprio=None) -> np.ndarray:
         """A batch: uint8 images (B, H, W, 3) and B instructions -> actions float64 (B, 7).
 
         Introduced in lesson 06. A non-action id (possible only with ``restrict=False``) is a
-        ``ValueError`` naming it, never a silently clipped action.
+        ``ValueError`` naming it, never a silently clipped action. ``proprio``: raw robot states
+        (B, P) when ``config.proprio_dim > 0``.
         """
         if self.tokenizer is None:
             raise ValueError("model.tokenizer is not set: load the VLA with load_vla() or build it with vla_from_vlm()")
@@ -173,8 +267,16 @@ class PrismaticVLA(PrismaticVLM):
                              f"{1 if isinstance(instructions, str) else len(instructions)} instructions")
         key = self.action_tokenizer.resolve_unnorm_key(unnorm_key)
         enc = encode_action_prompts(self.tokenizer, instructions)
+        states = None
+        if proprio is not None or self.config.proprio_dim:
+            if proprio is None:
+                raise ValueError(f"this VLA reads the robot state: pass proprio, the raw states "
+                                 f"({len(images)}, {self.config.proprio_dim})")
+            states = self.normalize_proprio(proprio, key)
+            if len(states) != len(images):
+                raise ValueError(f"give one robot state per image: {len(images)} images, {len(states)} states")
         ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
-                                       restrict=restrict)
+                                       restrict=restrict, proprio=states)
         return np.asarray(self.action_tokenizer.decode(ids.numpy(), key), dtype=np.float64)
 
 
@@ -242,20 +344,31 @@ def _clean_stats(norm_stats: dict) -> dict:
         raise ValueError("norm_stats must be a non-empty dict {dataset_name: {'action': {'q01': ..., 'q99': ...}}}")
     if "action" in norm_stats:  # one LeRobot stats dict: name it
         norm_stats = {"default": norm_stats}
-    return {name: {"action": plain(stats["action"])} for name, stats in norm_stats.items()}
+    return {name: {part: plain(stats[part]) for part in ("action", "proprio") if part in stats}
+            for name, stats in norm_stats.items()}
 
 
-def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla") -> PrismaticVLA:
+def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla",
+                 visual_position: str | None = None, proprio_dim: int = 0) -> PrismaticVLA:
     """A :class:`PrismaticVLA` holding a copy of ``vlm``'s weights and the action statistics.
 
     Introduced in lesson 06. ``norm_stats``: ``{dataset_name: stats}`` or one LeRobot ``stats.json``
     dict (named ``"default"``). Nothing is added to the network: the action ids already exist.
+    ``visual_position="learned-2d"`` on a VLM without it adds zero-initialised 2-D patch positions
+    (:class:`~vla_lessons.model.vlm.PatchPosition2D`); None keeps the VLM's setting.
+    ``proprio_dim > 0`` adds a freshly initialised :class:`ProprioProjector` (``norm_stats`` must
+    then hold ``"proprio"`` statistics).
     """
-    config = PrismaticVLAConfig(**{k: v for k, v in vlm.config.to_dict().items()
-                                   if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")},
-                                norm_stats=_clean_stats(norm_stats), action_layout=layout)
+    fields = {k: v for k, v in vlm.config.to_dict().items()
+              if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")}
+    if visual_position is not None:
+        fields["visual_position"] = visual_position
+    config = PrismaticVLAConfig(**fields, norm_stats=_clean_stats(norm_stats), action_layout=layout,
+                                proprio_dim=proprio_dim)
     model = PrismaticVLA(config)
-    model.load_state_dict(copy.deepcopy(vlm.state_dict()))
+    missing, unexpected = model.load_state_dict(copy.deepcopy(vlm.state_dict()), strict=False)
+    if unexpected or any(not k.startswith(("patch_position.", "proprio_projector.")) for k in missing):
+        raise ValueError(f"the VLM's weights do not fit the VLA: missing {missing}, unexpected {unexpected}")
     model.tokenizer = tokenizer
     return model.train(vlm.training)
 

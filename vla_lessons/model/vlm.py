@@ -50,6 +50,11 @@ PROMPT_TEMPLATE = "In: {question}\nOut:"
 #: Projector names as in Prismatic: the fused 3-layer MLP (OpenVLA) or LLaVA-1.5's 2-layer MLP.
 PROJECTORS = {"fused-gelu-mlp": FusedProjector, "gelu-mlp": MLPProjector}
 
+#: How the visual tokens learn where they are: ``"none"`` (the patch features and the Llama's 1-D
+#: RoPE index only, as Prismatic/OpenVLA) or ``"learned-2d"`` (a learned row and a learned column
+#: vector added to every projected patch, see :class:`PatchPosition2D`).
+VISUAL_POSITIONS = ("none", "learned-2d")
+
 #: The course's small towers (lesson 04's sizes: 112 px, patch 14 -> 8 x 8 = 64 patches).
 SMALL_SIGLIP = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
                     image_size=112, patch_size=14, vision_use_head=True)
@@ -75,6 +80,8 @@ class PrismaticVLMConfig(PretrainedConfig):
         projector_type: ``"fused-gelu-mlp"`` (OpenVLA's d -> 4d -> D -> D) or ``"gelu-mlp"``.
         n_reserved_tokens: size of the reserved id block at the end of the vocabulary (lesson 06's
             action tokens).
+        visual_position: ``"none"`` (Prismatic's) or ``"learned-2d"``: add a learned (row, column)
+            embedding to each visual token after the projector (:class:`PatchPosition2D`).
     """
 
     model_type = "vla_lessons_prismatic_vlm"
@@ -91,6 +98,7 @@ class PrismaticVLMConfig(PretrainedConfig):
     projector_type: str = "fused-gelu-mlp"
     n_reserved_tokens: int = 256
     tie_word_embeddings: bool = False
+    visual_position: str = "none"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -104,6 +112,8 @@ class PrismaticVLMConfig(PretrainedConfig):
         if (s.image_size, s.patch_size) != (d.image_size, d.patch_size):
             raise ValueError(f"SigLIP ({s.image_size} px / {s.patch_size}) and DINOv2 ({d.image_size} px / "
                              f"{d.patch_size}) must see the same patch grid")
+        if self.visual_position not in VISUAL_POSITIONS:
+            raise ValueError(f"visual_position must be one of {VISUAL_POSITIONS}, got {self.visual_position!r}")
         if self.projector_type not in PROJECTORS:
             raise ValueError(f"projector_type must be one of {tuple(PROJECTORS)}, got {self.projector_type!r}")
         depth = min(s.num_hidden_layers, d.num_hidden_layers)
@@ -136,6 +146,27 @@ class PrismaticVLMConfig(PretrainedConfig):
         return int(self.siglip_config.image_size)
 
 
+class PatchPosition2D(nn.Module):
+    """A learned row vector plus a learned column vector for each patch of a ``grid x grid`` image.
+
+    Introduced in lesson 05. ``forward()`` returns float32 (grid * grid, hidden) in the row-major
+    patch order of the vision towers, to be *added* to the projected patches. Why: the Llama's
+    RoPE only tells attention how far apart two tokens are in the sequence; nothing in a visual
+    token's *value* says where it sits in the image except what the towers' features kept. The
+    action of a robot ("move left by 3 cm") has to read exactly that. Both tables start at zero,
+    so adding this module to a trained model changes nothing until it is trained.
+    """
+
+    def __init__(self, grid: int, hidden: int):
+        super().__init__()
+        self.grid = int(grid)
+        self.rows = nn.Parameter(torch.zeros(self.grid, hidden))
+        self.cols = nn.Parameter(torch.zeros(self.grid, hidden))
+
+    def forward(self) -> torch.Tensor:
+        return (self.rows[:, None, :] + self.cols[None, :, :]).reshape(self.grid * self.grid, -1)
+
+
 class PrismaticVLM(PreTrainedModel):
     """A Prismatic VLM: ``vision_backbone`` (DINOv2 + SigLIP), ``projector``, ``language_model`` (Llama).
 
@@ -160,10 +191,17 @@ class PrismaticVLM(PreTrainedModel):
         self.vision_backbone = FusedBackbone(siglip, dino_cls(config.dino_config), config.vision_feature_layer)
         self.projector = PROJECTORS[config.projector_type](self.vision_backbone.embed_dim, config.text_config.hidden_size)
         self.language_model = LlamaForCausalLM(config.text_config)
+        self.patch_position = None
+        if config.visual_position == "learned-2d":
+            grid = config.siglip_config.image_size // config.siglip_config.patch_size
+            self.patch_position = PatchPosition2D(grid, config.text_config.hidden_size)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         """The towers and the Llama initialise themselves; the projector keeps PyTorch's default."""
+        if isinstance(module, PatchPosition2D):  # start at zero: a no-op until trained
+            nn.init.zeros_(module.rows)
+            nn.init.zeros_(module.cols)
 
     # ---------------------------------------------------------------- parts
 
@@ -214,7 +252,10 @@ class PrismaticVLM(PreTrainedModel):
         if vision_features.ndim != 3 or tuple(vision_features.shape[1:]) != expected:
             raise ValueError(f"vision_features must be (B, {expected[0]}, {expected[1]}), "
                              f"got {tuple(vision_features.shape)}")
-        return self.projector(vision_features)
+        tokens = self.projector(vision_features)
+        if self.patch_position is not None:
+            tokens = tokens + self.patch_position()
+        return tokens
 
     # ---------------------------------------------------------------- forward
 
@@ -256,11 +297,12 @@ class PrismaticVLM(PreTrainedModel):
                              use_cache=use_cache, logits_to_keep=logits_to_keep)
 
     def prepare_inputs_embeds(self, input_ids, pixel_values=None, attention_mask=None, labels=None, *,
-                              vision_features=None, past_key_values=None):
+                              vision_features=None, past_key_values=None, extra_tokens=None):
         """``(inputs_embeds, attention_mask, labels)`` with the visual tokens inserted after ``<s>``.
 
         Introduced in lesson 05. Shapes (B, T + N, D), (B, T + N), (B, T + N) with an image,
-        the inputs' own otherwise. Checks every input and raises ``ValueError`` on bad ones.
+        the inputs' own otherwise. ``extra_tokens`` (B, K, D) go right after the N visual tokens
+        (lesson 06's proprioception token). Checks every input and raises ``ValueError`` on bad ones.
         """
         self._check_ids(input_ids)
         batch, length = input_ids.shape
@@ -274,6 +316,8 @@ class PrismaticVLM(PreTrainedModel):
             tokens = self.visual_tokens(pixel_values, vision_features)
             if tokens.shape[0] != batch:
                 raise ValueError(f"batch mismatch: {tokens.shape[0]} images for {batch} prompts")
+            if extra_tokens is not None:
+                tokens = torch.cat([tokens, extra_tokens.to(tokens.dtype)], dim=1)
             embeds, attention_mask, labels = self._insert_patches(input_ids, embeds, tokens, attention_mask, labels)
         return embeds, attention_mask, labels
 
@@ -460,7 +504,7 @@ def decode_answers(tokenizer, new_ids: torch.Tensor) -> list[str]:
 
 def build_vlm(tokenizer=None, *, siglip=None, dino=None, siglip_config: dict | None = None,
               dino_config: dict | None = None, seed: int = 0, projector_type: str = "fused-gelu-mlp",
-              **llama_overrides) -> PrismaticVLM:
+              visual_position: str = "none", **llama_overrides) -> PrismaticVLM:
     """A fresh :class:`PrismaticVLM` sized for ``tokenizer``, optionally with pretrained towers.
 
     Introduced in lesson 05.
@@ -474,6 +518,7 @@ def build_vlm(tokenizer=None, *, siglip=None, dino=None, siglip_config: dict | N
         siglip_config, dino_config: changes to :data:`SMALL_SIGLIP` / :data:`SMALL_DINO` for
             untrained towers (tests use 28 px towers).
         seed: seeds the random initialisation (Llama, projector, any untrained tower).
+        visual_position: ``"none"`` or ``"learned-2d"`` (:class:`PatchPosition2D`).
         llama_overrides: changes to :data:`SMALL_LLAMA` (e.g. ``num_hidden_layers=2``).
     """
     from vla_lessons.vision.encoders import vision_tower
@@ -494,7 +539,7 @@ def build_vlm(tokenizer=None, *, siglip=None, dino=None, siglip_config: dict | N
     s_cfg = siglip_tower.config.to_dict() if siglip_tower is not None else {**SMALL_SIGLIP, **(siglip_config or {})}
     d_cfg = dino_tower.config.to_dict() if dino_tower is not None else {**SMALL_DINO, **(dino_config or {})}
     config = PrismaticVLMConfig(siglip_config=s_cfg, dino_config=d_cfg, text_config={**SMALL_LLAMA, **llama_overrides},
-                                projector_type=projector_type)
+                                projector_type=projector_type, visual_position=visual_position)
     torch.manual_seed(seed)
     model = PrismaticVLM(config)
     if siglip_tower is not None:

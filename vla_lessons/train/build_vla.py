@@ -52,19 +52,28 @@ def split_episodes(frames, fraction: float = HELDOUT_FRACTION):
     return frames.subset(frames.episodes < cut), frames.subset(frames.episodes >= cut)
 
 
-def course_vla_from_vlm(stats: dict, vlm_dir=None):
-    """The lesson-05 VLM turned into a VLA with the robot statistics ``stats`` as ``"tabletop"``."""
+def course_vla_from_vlm(stats: dict, vlm_dir=None, visual_position: str | None = None, proprio: bool = False):
+    """The lesson-05 VLM turned into a VLA with the robot statistics ``stats`` as ``"tabletop"``.
+
+    ``stats`` is the dataset's ``stats.json`` (``"action"``, ``"observation.state"``, ...);
+    ``proprio=True`` gives the VLA the robot state as one more input token (OpenVLA-OFT's).
+    """
     from vla_lessons.model.train_vlm import VLM_DIR
     from vla_lessons.model.vla import vla_from_vlm
     from vla_lessons.model.vlm import load_vlm
 
     vlm, tokenizer = load_vlm(vlm_dir or VLM_DIR)
-    return vla_from_vlm(vlm, tokenizer, {UNNORM_KEY: stats})
+    keep = {"action": stats["action"]}
+    if proprio:
+        keep["proprio"] = stats["observation.state"]
+    return vla_from_vlm(vlm, tokenizer, {UNNORM_KEY: keep}, visual_position=visual_position,
+                        proprio_dim=len(keep["proprio"]["q01"]) if proprio else 0)
 
 
 def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      eval_episodes: int | None = None, checkpoint_dir=None, checkpoint_every: int = 0,
-                     progress: bool = True, start_from=None) -> dict:
+                     progress: bool = True, start_from=None, vlm_dir=None,
+                     visual_position: str | None = None, proprio: bool = False) -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
@@ -98,7 +107,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     train, heldout = split_episodes(frames)
     stats = meta.stats
     env.seed_everything(stages[0].seed)
-    model = course_vla_from_vlm(stats)
+    model = course_vla_from_vlm(stats, vlm_dir, visual_position, proprio)
     done, previous = 0, {"history": [], "seconds": {"train": 0.0}}
     if start_from is not None:
         from vla_lessons.model.vla import load_vla

@@ -43,6 +43,7 @@ class ActionFrames:
         actions: float32 (N, 7), the expert's actions.
         episodes: int64 (N,), the episode each step comes from.
         families: N task family names.
+        states: float32 (N, 8), the robot state at each step (``observation.state``), or None.
     """
 
     images: np.ndarray
@@ -50,6 +51,7 @@ class ActionFrames:
     actions: np.ndarray
     episodes: np.ndarray
     families: list
+    states: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.images)
@@ -59,6 +61,9 @@ class ActionFrames:
             raise ValueError(f"actions must be finite (N, 7) = ({n}, 7), got {self.actions.shape}")
         if len(self.instructions) != n or len(self.episodes) != n or len(self.families) != n:
             raise ValueError("images, instructions, actions, episodes and families must have the same length")
+        if self.states is not None and (self.states.ndim != 2 or len(self.states) != n
+                                        or not np.isfinite(self.states).all()):
+            raise ValueError(f"states must be finite (N, P) with N = {n}, got {self.states.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -67,7 +72,8 @@ class ActionFrames:
         """The steps at ``index`` (an int array or a boolean mask)."""
         index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
         return ActionFrames(self.images[index], [self.instructions[i] for i in index], self.actions[index],
-                            self.episodes[index], [self.families[i] for i in index])
+                            self.episodes[index], [self.families[i] for i in index],
+                            None if self.states is None else self.states[index])
 
 
 def load_action_frames(root, episodes=None) -> ActionFrames:
@@ -86,7 +92,8 @@ def load_action_frames(root, episodes=None) -> ActionFrames:
         instructions=[e.instruction for e, n in zip(eps, lengths) for _ in range(n)],
         actions=np.concatenate([e.actions for e in eps]).astype(np.float32),
         episodes=np.repeat(np.arange(len(eps)), lengths),
-        families=[e.family for e, n in zip(eps, lengths) for _ in range(n)])
+        families=[e.family for e, n in zip(eps, lengths) for _ in range(n)],
+        states=np.concatenate([e.states for e in eps]).astype(np.float32))
 
 
 def random_shift(images: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -104,6 +111,8 @@ class FinetuneConfig:
     """How a VLA is fine-tuned. Introduced in lesson 06.
 
     ``vqa_ratio``: the fraction of each batch that is VQA conversations (co-fine-tuning; 0 = none).
+    ``vision_lr_scale``: the vision backbone's and the projector's learning rate relative to
+    ``lr`` (1 = one rate for all, OpenVLA's recipe; see lesson 06 for why the course VLA uses less).
     """
 
     steps: int
@@ -115,8 +124,11 @@ class FinetuneConfig:
     vqa_ratio: float = 0.0
     log_every: int = 10
     seed: int = 0
+    vision_lr_scale: float = 1.0
 
     def __post_init__(self):
+        if not (math.isfinite(self.vision_lr_scale) and self.vision_lr_scale >= 0):
+            raise ValueError(f"vision_lr_scale must be a number >= 0, got {self.vision_lr_scale!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive int, got {self.steps!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -185,7 +197,13 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     targets = model.action_tokenizer.encode(frames.actions[index], unnorm_key)
     enc = encode_action_examples(model.tokenizer, [frames.instructions[i] for i in index], targets)
     dim = targets.shape[1]
-    out = model(enc["input_ids"], model.preprocess(images), enc["attention_mask"], logits_to_keep=dim + 1)
+    extra = {}
+    if getattr(model.config, "proprio_dim", 0):
+        if frames.states is None:
+            raise ValueError("this VLA reads the robot state, but the frames have no states")
+        extra["proprio"] = model.normalize_proprio(frames.states[index], unnorm_key)
+    out = model(enc["input_ids"], model.preprocess(images), enc["attention_mask"], logits_to_keep=dim + 1,
+                **extra)
     logits = out.logits[:, :-1]  # position t predicts token t + 1: the last dim+1 positions predict the actions
     target_ids = enc["input_ids"][:, -dim:]
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_ids.reshape(-1))
@@ -227,7 +245,12 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    vision = {id(p) for part in ("vision_backbone", "projector") if hasattr(model, part)
+              for p in getattr(model, part).parameters()}
+    groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0},
+              {"params": [p for p in params if id(p) in vision], "scale": config.vision_lr_scale}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     n_vqa = int(round(config.batch_size * config.vqa_ratio)) if vqa is not None else 0
     n_act = config.batch_size - n_vqa
     before = torch.get_num_threads()
@@ -241,7 +264,7 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
         for step in range(config.steps):
             lr = lr_at(step, config.steps, config.lr, config.warmup_fraction)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["scale"]
             index = rng.integers(0, len(frames), n_act)
             loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key,
                                                 shift=config.shift, rng=rng)
@@ -303,6 +326,13 @@ def vla_policy(model, unnorm_key: str | None = None):
     Introduced in lesson 06.
     """
     model.eval()
+
+    if getattr(model.config, "proprio_dim", 0):
+        def policy(images, instructions, states):
+            return model.predict_actions(images, list(instructions), unnorm_key, proprio=states)
+
+        policy.needs_state = True
+        return policy
 
     def policy(images, instructions):
         return model.predict_actions(images, list(instructions), unnorm_key)

@@ -1,0 +1,116 @@
+"""The VLA's two extra inputs (lesson 06): learned 2-D patch positions and the proprioception token."""
+
+import numpy as np
+import pytest
+import torch
+
+from vla_lessons.model.text_tokenizer import train_text_tokenizer
+from vla_lessons.model.vla import load_vla, save_vla, vla_from_vlm
+from vla_lessons.model.vlm import PatchPosition2D, PrismaticVLMConfig, build_vlm
+from vla_lessons.train.finetune import ActionFrames, FinetuneConfig, action_loss, finetune_vla, vla_policy
+
+from conftest import TOY_CORPUS, TOY_STATS
+
+STATE_STATS = {"q01": [0.1, -0.2, 0.0, -1.0, 1.0, -1.0, 0.0, 0.0],
+               "q99": [0.3, 0.2, 0.1, 1.0, 1.4, 1.0, 1.0, 0.0]}
+
+
+@pytest.fixture(scope="module")
+def parts():
+    torch.manual_seed(0)
+    tok = train_text_tokenizer(TOY_CORPUS, vocab_size=700)
+    vlm = build_vlm(tok, seed=0, siglip_config=dict(image_size=28), dino_config=dict(image_size=28),
+                    num_hidden_layers=1)
+    return tok, vlm
+
+
+def _frames(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-0.02, 0.02, (n, 7)).astype(np.float32)
+    actions[:, 5], actions[:, 6] = 0.0, rng.integers(0, 2, n)
+    states = rng.uniform(0.0, 0.2, (n, 8)).astype(np.float32)
+    return ActionFrames(rng.integers(0, 255, (n, 28, 28, 3), dtype=np.uint8), ["pick up the red cube"] * n,
+                        actions, np.arange(n) // 4, ["pick"] * n, states)
+
+
+def test_patch_positions_start_as_a_no_op_and_are_row_plus_column():
+    pos = PatchPosition2D(3, 5)
+    assert pos().shape == (9, 5) and float(pos().detach().abs().sum()) == 0.0
+    with torch.no_grad():
+        pos.rows[1] = 1.0
+        pos.cols[2] = 10.0
+    table = pos().reshape(3, 3, 5)[..., 0]  # row-major patch order
+    assert table[1, 2] == 11.0 and table[0, 2] == 10.0 and table[1, 0] == 1.0 and table[0, 0] == 0.0
+    with pytest.raises(ValueError, match="visual_position"):
+        PrismaticVLMConfig(visual_position="sinusoidal")
+
+
+def test_a_vlm_gains_2d_positions_without_changing_its_output(parts):
+    tok, vlm = parts
+    plain = vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}).eval()
+    with_pos = vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}, visual_position="learned-2d").eval()
+    assert plain.patch_position is None and with_pos.patch_position.rows.shape == (2, 192)
+    image = np.random.default_rng(1).integers(0, 255, (28, 28, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(plain.predict_action(image, "pick up the red cube", "tabletop"),
+                                  with_pos.predict_action(image, "pick up the red cube", "tabletop"))
+    frames = _frames()
+    loss, _, _ = action_loss(with_pos, frames, np.arange(8), unnorm_key="tabletop")
+    loss.backward()
+    assert with_pos.patch_position.rows.grad.abs().sum() > 0, "the positions must be trainable"
+
+
+def test_proprio_token_is_read_normalised_saved_and_checked(parts, tmp_path):
+    tok, vlm = parts
+    stats = {"tabletop": {**TOY_STATS, "proprio": STATE_STATS}}
+    torch.manual_seed(0)
+    vla = vla_from_vlm(vlm, tok, stats, proprio_dim=8).eval()
+    norm = vla.normalize_proprio([[0.2, 0.0, 0.2, 0.0, 1.2, 0.0, 1.0, 5.0]], "tabletop")
+    np.testing.assert_allclose(norm.numpy(), [[0, 0, 1, 0, 0, 0, 1, 0]], atol=1e-6)  # clipped; constant dim -> 0
+    image = np.random.default_rng(1).integers(0, 255, (28, 28, 3), dtype=np.uint8)
+    low = vla.predict_action(image, "pick up the red cube", "tabletop", proprio=[0.1] * 8)
+    high = vla.predict_action(image, "pick up the red cube", "tabletop", proprio=[0.3] * 8)
+    assert low.shape == (7,) and not np.array_equal(low, high), "the state must reach the action"
+    with pytest.raises(ValueError, match="reads the robot state"):
+        vla.predict_action(image, "pick up the red cube", "tabletop")
+    with pytest.raises(ValueError, match=r"\(B, 8\)"):
+        vla.predict_action(image, "pick up the red cube", "tabletop", proprio=[0.1] * 7)
+    with pytest.raises(ValueError, match="NaN"):
+        vla.predict_action(image, "pick up the red cube", "tabletop", proprio=[np.nan] * 8)
+    with pytest.raises(ValueError, match="proprio"):
+        vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}, proprio_dim=8)  # no state statistics
+    save_vla(vla, tmp_path / "vla", dtype=torch.float32)
+    again = load_vla(tmp_path / "vla")
+    assert again.config.proprio_dim == 8
+    np.testing.assert_array_equal(again.predict_action(image, "pick up the red cube", "tabletop", proprio=[0.3] * 8),
+                                  high)
+    plain = vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}).eval()
+    with pytest.raises(ValueError, match="reads no robot state"):
+        plain.predict_actions(image[None], ["pick up the red cube"], "tabletop", proprio=[[0.1] * 8])
+
+
+def test_proprio_vla_trains_and_rolls_out_with_states(parts):
+    from vla_lessons.deploy.evaluate import rollout_batch
+
+    tok, vlm = parts
+    torch.manual_seed(0)
+    vla = vla_from_vlm(vlm, tok, {"tabletop": {**TOY_STATS, "proprio": STATE_STATS}}, proprio_dim=8,
+                       visual_position="learned-2d")
+    frames = _frames()
+    result = finetune_vla(vla, frames, FinetuneConfig(steps=4, batch_size=4, lr=3e-3, log_every=2),
+                          unnorm_key="tabletop", progress=False)
+    assert len(result.history) == 2
+    assert float(vla.proprio_projector.fc1.weight.grad.abs().sum()) > 0
+    no_states = ActionFrames(frames.images, frames.instructions, frames.actions, frames.episodes, frames.families)
+    with pytest.raises(ValueError, match="no states"):
+        action_loss(vla, no_states, np.arange(4), unnorm_key="tabletop")
+    policy = vla_policy(vla, "tabletop")
+    assert policy.needs_state
+    seen = []
+
+    def spy(images, instructions, states):
+        seen.append(states.shape)
+        return policy(images, instructions, states)
+
+    spy.needs_state = True
+    results = rollout_batch(spy, ["pick"], [10_000_000])
+    assert results[0].steps == 60 and seen[0] == (1, 8)
