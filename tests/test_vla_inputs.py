@@ -114,3 +114,42 @@ def test_proprio_vla_trains_and_rolls_out_with_states(parts):
     spy.needs_state = True
     results = rollout_batch(spy, ["pick"], [10_000_000])
     assert results[0].steps == 60 and seen[0] == (1, 8)
+
+
+def test_gaussian_bin_targets_are_a_normalised_bump_on_the_action_block():
+    from vla_lessons.train.finetune import gaussian_bin_targets
+
+    soft = gaussian_bin_targets(torch.tensor([[1000, 768]]), 1024, 256, 2.0)
+    assert soft.shape == (1, 2, 1024)
+    np.testing.assert_allclose(soft.sum(-1).numpy(), 1.0, rtol=1e-6)
+    assert float(soft[..., :768].sum()) == 0.0, "no mass on text ids"
+    assert int(soft[0, 0].argmax()) == 1000 and soft[0, 0, 999] == soft[0, 0, 1001] > soft[0, 0, 998]
+    assert int(soft[0, 1].argmax()) == 768  # a bump cut at the block's edge is renormalised
+    with pytest.raises(ValueError, match="action ids"):
+        gaussian_bin_targets(torch.tensor([5]), 1024, 256, 2.0)
+    with pytest.raises(ValueError, match="label_sigma"):
+        FinetuneConfig(steps=1, label_sigma=-1.0)
+
+
+def test_soft_label_loss_is_the_cross_entropy_in_the_narrow_limit(parts):
+    tok, vlm = parts
+    vla = vla_from_vlm(vlm, tok, {"tabletop": {**TOY_STATS, "proprio": STATE_STATS}}, proprio_dim=8).eval()
+    frames = _frames()
+    with torch.no_grad():
+        hard, _, _ = action_loss(vla, frames, np.arange(8), unnorm_key="tabletop")
+        narrow, _, _ = action_loss(vla, frames, np.arange(8), unnorm_key="tabletop", label_sigma=0.05)
+        wide, _, _ = action_loss(vla, frames, np.arange(8), unnorm_key="tabletop", label_sigma=5.0)
+    assert float(narrow) == pytest.approx(float(hard), rel=1e-5) and float(wide) != pytest.approx(float(hard))
+
+
+def test_vision_lr_scale_sets_the_vision_sides_learning_rate(parts):
+    tok, vlm = parts
+    torch.manual_seed(0)
+    vla = vla_from_vlm(vlm, tok, {"tabletop": {**TOY_STATS, "proprio": STATE_STATS}}, proprio_dim=8)
+    before = {k: v.clone() for k, v in vla.state_dict().items()}
+    finetune_vla(vla, _frames(), FinetuneConfig(steps=2, batch_size=4, lr=1e-3, log_every=1, vision_lr_scale=0.0),
+                 unnorm_key="tabletop", progress=False)
+    after = vla.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and not any(k.startswith(("vision_backbone.", "projector.")) for k in moved)
+    assert any(k.startswith("language_model.") for k in moved) and any(k.startswith("proprio_projector.") for k in moved)
