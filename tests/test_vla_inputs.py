@@ -153,3 +153,20 @@ def test_vision_lr_scale_sets_the_vision_sides_learning_rate(parts):
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert moved and not any(k.startswith(("vision_backbone.", "projector.")) for k in moved)
     assert any(k.startswith("language_model.") for k in moved) and any(k.startswith("proprio_projector.") for k in moved)
+
+
+def test_add_proprio_keeps_every_weight_and_adds_the_state(parts):
+    from vla_lessons.model.vla import add_proprio
+
+    tok, vlm = parts
+    vla = vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}).eval()
+    torch.manual_seed(0)
+    more = add_proprio(vla, STATE_STATS).eval()
+    assert more.config.proprio_dim == 8 and more.config.norm_stats["tabletop"]["proprio"] == STATE_STATS
+    assert more.config.norm_stats["tabletop"]["action"] == vla.config.norm_stats["tabletop"]["action"]
+    old = vla.state_dict()
+    for k, v in more.state_dict().items():
+        if not k.startswith("proprio_projector."):
+            assert torch.equal(v, old[k]), k
+    with pytest.raises(ValueError, match="already"):
+        add_proprio(more, STATE_STATS)

@@ -373,6 +373,20 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
     return model.train(vlm.training)
 
 
+def add_proprio(vla: PrismaticVLA, proprio_stats: dict) -> PrismaticVLA:
+    """A copy of ``vla`` that also reads the robot state (a new :class:`ProprioProjector`).
+
+    Introduced in lesson 06. ``proprio_stats`` (``q01``/``q99`` of ``observation.state``) join the
+    statistics of every dataset in ``norm_stats``; every other weight is copied, and the new
+    token sits after the visual tokens, so the copy needs fine-tuning before it acts well.
+    """
+    if vla.config.proprio_dim:
+        raise ValueError("this VLA already reads the robot state")
+    stats = {name: {**s, "proprio": proprio_stats} for name, s in vla.config.norm_stats.items()}
+    dim = len(np.asarray(proprio_stats["q01"]))
+    return vla_from_vlm(vla, vla.tokenizer, stats, layout=vla.config.action_layout, proprio_dim=dim)
+
+
 def save_vla(model: PrismaticVLA, path, dtype: torch.dtype = torch.float16) -> Path:
     """Save weights, tokenizer, ``config.json`` (with ``norm_stats``) and ``dataset_statistics.json``.
 
