@@ -35,7 +35,15 @@ def test_the_course_vla_predicts_bounded_actions_with_its_statistics():
     stats = json.loads((MODELS / "vla" / "dataset_statistics.json").read_text())
     assert list(stats) == [UNNORM_KEY] == vla.action_tokenizer.unnorm_keys
     frames = load_action_frames(course_dataset_path("tabletop_lessons"), episodes=[0])
-    actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY)
+    metrics = json.loads((MODELS / "vla" / "metrics.json").read_text())
+    if metrics["proprio_from_stage"] is None:
+        assert not vla.config.proprio_dim
+        actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY)
+    else:  # the VLA reads the robot state too, with the dataset's state statistics
+        assert vla.config.proprio_dim == frames.states.shape[1] == len(stats[UNNORM_KEY]["proprio"]["q01"])
+        with pytest.raises(ValueError, match="proprio"):
+            vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY)
+        actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY, proprio=frames.states[:4])
     q01, q99 = (np.array(stats[UNNORM_KEY]["action"][k]) for k in ("q01", "q99"))
     assert actions.shape == (4, 7) and np.isfinite(actions).all()
     assert (actions[:, :6] >= q01[:6] - 1e-9).all() and (actions[:, :6] <= q99[:6] + 1e-9).all()
@@ -60,3 +68,19 @@ def test_vla_metrics_agree_with_their_episodes():
 def test_results_files_are_json(name):
     data = json.loads((env.DATA_DIR / "results" / name).read_text())
     assert data
+
+
+def test_strategy_table_is_the_full_run_with_every_strategy():
+    from vla_lessons.train.strategies import ALL_STRATEGIES, load_strategies
+
+    data = load_strategies()
+    assert data["full"] and data["dataset"]["name"] == "tabletop_train"
+    rows = {r["strategy"]: r for r in data["strategies"]}
+    assert list(rows) == list(ALL_STRATEGIES)
+    for name, r in rows.items():
+        assert 0 < r["trainable"] <= r["total_params"], name
+        assert r["memory"]["total"] == sum(r["memory"][k] for k in ("weights", "gradients", "optimizer", "activations"))
+        assert 0 <= r["heldout"]["action_accuracy"] <= 1 and np.isfinite(r["heldout"]["loss"])
+        cl = r["closed_loop"]
+        assert cl["all"]["episodes"] == 3 * data["settings"]["eval_episodes"]
+        assert cl["all"]["success"] == sum(cl[f]["success"] for f in ("pick", "place", "push"))
