@@ -8,7 +8,9 @@ Steps, every one seeded:
    the last 5% of its episodes for teacher-forced metrics;
 2. turn ``data/models/vlm`` into a :class:`~vla_lessons.model.vla.PrismaticVLA` carrying the
    dataset's statistics under the name ``"tabletop"``;
-3. fine-tune every parameter (OpenVLA's recipe) with :func:`~vla_lessons.train.finetune.finetune_vla`;
+3. fine-tune every parameter (OpenVLA's recipe) with :func:`~vla_lessons.train.finetune.finetune_vla`,
+   in the stages of :data:`COURSE_FINETUNE`; from stage :data:`PROPRIO_FROM_STAGE` on, the VLA
+   also reads the robot state (one proprioception token, as OpenVLA-OFT);
 4. roll it out in closed loop, ``eval_episodes`` seeded episodes per task family, next to the
    scripted expert on the same seeds;
 5. save the VLA (float16 weights, statistics, tokenizer) and ``metrics.json`` to ``data/models/vla``.
@@ -40,8 +42,15 @@ UNNORM_KEY = "tabletop"
 COURSE_FINETUNE = {
     "fast": (FinetuneConfig(steps=300, batch_size=32, lr=3e-4, shift=4, log_every=10),),
     "full": (FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=0),
-             FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=1)),
+             FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=1),
+             FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=2)),
 }
+#: The stage from which the VLA also reads the robot state (OpenVLA-OFT's proprioception token,
+#: :func:`~vla_lessons.model.vla.add_proprio`). In the full recipe it joins at the third stage, on
+#: top of the two image-and-instruction stages (the VLA uses the image by then). Given the state
+#: from step 0 the loss falls much faster (1.57 against 1.92 at step 500), but the VLA still
+#: ignored the image at step 1,500, as it does without the state.
+PROPRIO_FROM_STAGE = {"fast": 0, "full": 2}
 HELDOUT_FRACTION = 0.05
 
 
@@ -73,14 +82,15 @@ def course_vla_from_vlm(stats: dict, vlm_dir=None, visual_position: str | None =
 def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      eval_episodes: int | None = None, checkpoint_dir=None, checkpoint_every: int = 0,
                      progress: bool = True, start_from=None, vlm_dir=None,
-                     visual_position: str | None = None, proprio: bool = False) -> dict:
+                     visual_position: str | None = None, proprio_from: int | str | None = "course") -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
     ``eval_episodes`` (default 50 in full mode, 10 in fast) sets the closed-loop episodes per
     family; ``checkpoint_dir`` + ``checkpoint_every`` save intermediate VLAs (one folder per
     stage). ``start_from=(k, path)`` resumes after stage ``k`` from a VLA saved at its end
-    (the build never needs it; it saves recomputing finished stages).
+    (the build never needs it; it saves recomputing finished stages). ``proprio_from``: the stage
+    from which the VLA reads the robot state (``"course"``: :data:`PROPRIO_FROM_STAGE`; None: never).
     """
     from vla_lessons.data.recipes import build_dataset, course_recipes
     from vla_lessons.data.layout import DatasetNotFoundError
@@ -106,8 +116,12 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     frames = load_action_frames(recipe.root)
     train, heldout = split_episodes(frames)
     stats = meta.stats
+    if proprio_from == "course":
+        proprio_from = PROPRIO_FROM_STAGE["full" if full else "fast"]
+    if proprio_from is not None and not 0 <= proprio_from < len(stages):
+        raise ValueError(f"proprio_from must be None or a stage index in [0, {len(stages) - 1}], got {proprio_from!r}")
     env.seed_everything(stages[0].seed)
-    model = course_vla_from_vlm(stats, vlm_dir, visual_position, proprio)
+    model = course_vla_from_vlm(stats, vlm_dir, visual_position, proprio_from == 0)
     done, previous = 0, {"history": [], "seconds": {"train": 0.0}}
     if start_from is not None:
         from vla_lessons.model.vla import load_vla
@@ -123,6 +137,11 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     history = [{"stage": 0, **h} for h in previous["history"]]
     seconds, offset = previous["seconds"]["train"], sum(c.steps for c in stages[:done])
     for k, config in enumerate(stages[done:], start=done):
+        if proprio_from is not None and k == proprio_from and not model.config.proprio_dim:
+            from vla_lessons.model.vla import add_proprio
+
+            env.seed_everything(config.seed)
+            model = add_proprio(model, stats["observation.state"])
         callback = None
         if checkpoint_dir is not None and checkpoint_every:
             def callback(step, m, k=k):
@@ -146,6 +165,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         "dataset": {"name": recipe.name, "episodes": int(frames.episodes.max()) + 1, "frames": len(frames),
                     "train_frames": len(train), "heldout_frames": len(heldout)},
         "finetune": [asdict(c) for c in stages], "trainable": result.trainable,
+        "proprio_from_stage": proprio_from, "visual_position": model.config.visual_position,
         "resumed_after_stage": done or None,
         "history": history,
         "heldout_teacher_forced": heldout_metrics,
