@@ -174,3 +174,25 @@ def test_rollouts_are_seeded_and_checked():
         rollout_batch(broken, ["pick"], [10_000_000])
     with pytest.raises(ValueError, match="shape"):
         rollout_batch(lambda i, s: np.zeros((len(i), 6)), ["pick"], [10_000_000])
+
+
+def test_failure_table_tells_reaching_from_grasping():
+    from vla_lessons.deploy.evaluate import EpisodeResult, evaluate_expert, failure_table, rollout_batch
+
+    def still(images, instructions):
+        return np.zeros((len(images), 7))
+
+    idle = rollout_batch(still, ["pick"], [10_000_000])[0]
+    assert np.isfinite(idle.reach_cm) and idle.reach_cm > 2.0 and not idle.grasped
+    expert = evaluate_expert(families=("pick",), episodes=2)
+    assert all(r.reach_cm < 2.0 and r.grasped and r.success for r in expert)
+    table = failure_table([idle, *expert])
+    assert table["pick"] == {"episodes": 3, "reached": 2 / 3, "nearer_other": table["pick"]["nearer_other"],
+                             "grasped": 2 / 3, "success": 2 / 3}
+    assert table["all"]["episodes"] == 3
+    far = EpisodeResult("place", 0, "x", False, 5, reach_cm=9.0, other_cm=1.0)
+    assert failure_table([far])["place"]["nearer_other"] == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        failure_table([])
+    with pytest.raises(ValueError, match="near_cm"):
+        failure_table([far], near_cm=0)

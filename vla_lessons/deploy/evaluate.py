@@ -33,6 +33,10 @@ class EpisodeResult:
     """One closed-loop episode: its family, seed, outcome and length (and frames if kept).
 
     Introduced in lesson 06. ``frames`` is uint8 (T, H, W, 3) when ``keep_frames`` was set.
+    What went wrong, from the simulator's privileged state after every step: ``reach_cm``, the
+    closest the gripper's tool point came to the task's object in the table plane (cm);
+    ``other_cm``, the closest it came to any other object (inf when there is none); ``grasped``,
+    whether both fingers touched the task's object at some step. :func:`failure_table` sums them.
     """
 
     family: str
@@ -41,6 +45,23 @@ class EpisodeResult:
     success: bool
     steps: int
     frames: np.ndarray | None = field(default=None, repr=False)
+    reach_cm: float = float("inf")
+    other_cm: float = float("inf")
+    grasped: bool = False
+
+
+def _track(env, result: EpisodeResult) -> None:
+    """Update ``result``'s reach and grasp figures from ``env``'s state now."""
+    tool = env.gripper_pose().position[:2]
+    for obj in env.scene_objects():
+        if obj.kind != "object":
+            continue
+        d = 100.0 * float(np.linalg.norm(obj.position[:2] - tool))
+        if obj.is_target:
+            result.reach_cm = min(result.reach_cm, d)
+            result.grasped = result.grasped or obj.held
+        else:
+            result.other_cm = min(result.other_cm, d)
 
 
 def _check_actions(actions, batch: int) -> np.ndarray:
@@ -82,6 +103,7 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
             for a, i in zip(actions, active):
                 obs[i], _, terminated, truncated, info = envs[i].step(a.astype(np.float32))
                 results[i].steps += 1
+                _track(envs[i], results[i])
                 if keep_frames:
                     frames[i].append(obs[i]["image"])
                 if terminated or truncated:
@@ -138,6 +160,29 @@ def success_table(results: Sequence[EpisodeResult]) -> dict[str, dict]:
     return out
 
 
+def failure_table(results: Sequence[EpisodeResult], near_cm: float = 2.0) -> dict[str, dict]:
+    """Where closed-loop episodes fail: ``{family: {...}}`` plus ``"all"``, shares of episodes.
+
+    Introduced in lesson 06. ``reached``: the gripper came within ``near_cm`` of the task's
+    object (in the table plane); ``nearer_other``: it came closer to another object than to the
+    task's (a sign of the wrong object); ``grasped``: both fingers touched the task's object;
+    ``success``: the episode succeeded. Each is a share of the family's episodes.
+    """
+    if not results:
+        raise ValueError("failure_table needs at least one EpisodeResult")
+    if not near_cm > 0:
+        raise ValueError(f"near_cm must be a positive distance in cm, got {near_cm!r}")
+    out = {}
+    for name in [*dict.fromkeys(r.family for r in results), "all"]:
+        rows = [r for r in results if name in ("all", r.family)]
+        out[name] = {"episodes": len(rows),
+                     "reached": float(np.mean([r.reach_cm < near_cm for r in rows])),
+                     "nearer_other": float(np.mean([r.other_cm < r.reach_cm for r in rows])),
+                     "grasped": float(np.mean([r.grasped for r in rows])),
+                     "success": float(np.mean([r.success for r in rows]))}
+    return out
+
+
 def evaluate_expert(*, families: Sequence[str] = FAMILIES, episodes: int = 50,
                     seed_start: int = EVAL_SEED_START, image_size: int = 96) -> list[EpisodeResult]:
     """The scripted expert on the same seeds as :func:`evaluate_policy` (its privileged ceiling).
@@ -153,12 +198,14 @@ def evaluate_expert(*, families: Sequence[str] = FAMILIES, episodes: int = 50,
         for f in families:
             for i in range(episodes):
                 obs, _ = env.reset(seed=seed_start + i, options={"task": f})
-                steps, done, info = 0, False, {}
+                result, done = EpisodeResult(f, seed_start + i, obs["instruction"], False, 0), False
                 while not done:
                     obs, _, terminated, truncated, info = env.step(expert.act(obs))
-                    steps += 1
+                    result.steps += 1
+                    _track(env, result)
                     done = terminated or truncated
-                results.append(EpisodeResult(f, seed_start + i, obs["instruction"], bool(info["success"]), steps))
+                result.success = bool(info["success"])
+                results.append(result)
     finally:
         env.close()
     return results
