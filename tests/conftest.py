@@ -19,16 +19,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _toy_vla(llama_layers: int = 1):
-    """A VLA with 28 px towers and a ``llama_layers``-layer Llama, seeded, in eval mode."""
+def toy_vlm(llama_layers: int = 1):
+    """``(tokenizer, vlm)``: a VLM with 28 px towers and a ``llama_layers``-layer Llama, seeded."""
     from vla_lessons.model.text_tokenizer import train_text_tokenizer
-    from vla_lessons.model.vla import vla_from_vlm
     from vla_lessons.model.vlm import build_vlm
 
     torch.manual_seed(0)
     tok = train_text_tokenizer(TOY_CORPUS, vocab_size=700)
-    vlm = build_vlm(tok, seed=0, siglip_config=dict(image_size=28), dino_config=dict(image_size=28),
-                    num_hidden_layers=llama_layers)
+    return tok, build_vlm(tok, seed=0, siglip_config=dict(image_size=28), dino_config=dict(image_size=28),
+                          num_hidden_layers=llama_layers)
+
+
+def _toy_vla(llama_layers: int = 1):
+    """A VLA made from :func:`toy_vlm` with :data:`TOY_STATS`, in eval mode."""
+    from vla_lessons.model.vla import vla_from_vlm
+
+    tok, vlm = toy_vlm(llama_layers)
     return vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}).eval()
 
 

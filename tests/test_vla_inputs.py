@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from vla_lessons.model.text_tokenizer import train_text_tokenizer
 from vla_lessons.model.vla import load_vla, save_vla, vla_from_vlm
-from vla_lessons.model.vlm import PatchPosition2D, PrismaticVLMConfig, build_vlm
+from vla_lessons.model.vlm import PatchPosition2D, PrismaticVLMConfig
 from vla_lessons.train.finetune import ActionFrames, FinetuneConfig, action_loss, finetune_vla, vla_policy
 
-from conftest import TOY_CORPUS, TOY_STATS
+from conftest import TOY_STATS, toy_vlm
 
 STATE_STATS = {"q01": [0.1, -0.2, 0.0, -1.0, 1.0, -1.0, 0.0, 0.0],
                "q99": [0.3, 0.2, 0.1, 1.0, 1.4, 1.0, 1.0, 0.0]}
@@ -17,11 +16,7 @@ STATE_STATS = {"q01": [0.1, -0.2, 0.0, -1.0, 1.0, -1.0, 0.0, 0.0],
 
 @pytest.fixture(scope="module")
 def parts():
-    torch.manual_seed(0)
-    tok = train_text_tokenizer(TOY_CORPUS, vocab_size=700)
-    vlm = build_vlm(tok, seed=0, siglip_config=dict(image_size=28), dino_config=dict(image_size=28),
-                    num_hidden_layers=1)
-    return tok, vlm
+    return toy_vlm()
 
 
 def _frames(n=16, seed=0):
