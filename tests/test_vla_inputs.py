@@ -1,10 +1,10 @@
-"""The VLA's two extra inputs (lesson 06): learned 2-D patch positions and the proprioception token."""
+"""The VLA's extra inputs (lesson 06): learned 2-D patch positions, the proprioception token, the wrist camera."""
 
 import numpy as np
 import pytest
 import torch
 
-from vla_lessons.model.vla import load_vla, save_vla, vla_from_vlm
+from vla_lessons.model.vla import add_proprio, add_wrist_camera, load_vla, save_vla, vla_from_vlm
 from vla_lessons.model.vlm import PatchPosition2D, PrismaticVLMConfig
 from vla_lessons.train.finetune import ActionFrames, FinetuneConfig, action_loss, finetune_vla, vla_policy
 
@@ -25,7 +25,8 @@ def _frames(n=16, seed=0):
     actions[:, 5], actions[:, 6] = 0.0, rng.integers(0, 2, n)
     states = rng.uniform(0.0, 0.2, (n, 8)).astype(np.float32)
     return ActionFrames(rng.integers(0, 255, (n, 28, 28, 3), dtype=np.uint8), ["pick up the red cube"] * n,
-                        actions, np.arange(n) // 4, ["pick"] * n, states)
+                        actions, np.arange(n) // 4, ["pick"] * n, states,
+                        rng.integers(0, 255, (n, 28, 28, 3), dtype=np.uint8))
 
 
 def test_patch_positions_start_as_a_no_op_and_are_row_plus_column():
@@ -165,3 +166,72 @@ def test_add_proprio_keeps_every_weight_and_adds_the_state(parts):
             assert torch.equal(v, old[k]), k
     with pytest.raises(ValueError, match="already"):
         add_proprio(more, STATE_STATS)
+
+
+def test_wrist_camera_adds_n_tokens_that_reach_the_action_and_survive_save_load(parts, tmp_path):
+    tok, vlm = parts
+    torch.manual_seed(0)
+    scene_only = vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}).eval()
+    vla = add_proprio(add_wrist_camera(scene_only), STATE_STATS).eval()
+    assert vla.config.num_images == 2 and vla.config.proprio_dim == 8
+    rng = np.random.default_rng(2)
+    image, wrist_a, wrist_b = rng.integers(0, 255, (3, 28, 28, 3), dtype=np.uint8)
+    state = [0.2] * 8
+    a = vla.predict_action(image, "pick up the red cube", "tabletop", proprio=state, wrist_image=wrist_a)
+    b = vla.predict_action(image, "pick up the red cube", "tabletop", proprio=state, wrist_image=wrist_b)
+    assert a.shape == (7,) and not np.array_equal(a, b), "the wrist image must reach the action"
+    enc = tok(["<s>"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    pixels = vla.preprocess(image[None])
+    out = vla(enc, pixels, proprio=vla.normalize_proprio([state], "tabletop"),
+              wrist_pixel_values=vla.preprocess(wrist_a[None]))
+    assert out.logits.shape[1] == enc.shape[1] + 2 * vla.num_patches + 1, "scene N + wrist N + 1 state token"
+    with pytest.raises(ValueError, match="wrist"):
+        vla.predict_action(image, "pick up the red cube", "tabletop", proprio=state)
+    with pytest.raises(ValueError, match="wrist_images must be uint8"):
+        vla.predict_actions(image[None], ["pick up the red cube"], "tabletop", proprio=[state],
+                            wrist_images=wrist_a[None, :14])
+    with pytest.raises(ValueError, match="scene camera only"):
+        scene_only.predict_actions(image[None], ["pick up the red cube"], "tabletop", wrist_images=wrist_a[None])
+    with pytest.raises(ValueError, match="already reads the wrist"):
+        add_wrist_camera(vla)
+    with pytest.raises(ValueError, match="num_images"):
+        vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}, num_images=3)
+    save_vla(vla, tmp_path / "vla", dtype=torch.float32)
+    again = load_vla(tmp_path / "vla")
+    assert again.config.num_images == 2
+    np.testing.assert_array_equal(
+        again.predict_action(image, "pick up the red cube", "tabletop", proprio=state, wrist_image=wrist_a), a)
+
+
+def test_wrist_vla_trains_on_wrist_frames_and_rolls_out_with_the_wrist_camera(parts):
+    from vla_lessons.deploy.evaluate import rollout_batch
+
+    tok, vlm = parts
+    torch.manual_seed(0)
+    vla = add_wrist_camera(vla_from_vlm(vlm, tok, {"tabletop": TOY_STATS}))
+    frames = _frames()
+    loss, _, _ = action_loss(vla, frames, np.arange(8), unnorm_key="tabletop")
+    shuffled = ActionFrames(frames.images, frames.instructions, frames.actions, frames.episodes, frames.families,
+                            frames.states, frames.wrist_images[::-1].copy())
+    other, _, _ = action_loss(vla, shuffled, np.arange(8), unnorm_key="tabletop")
+    assert float(loss.detach()) != float(other.detach()), "the loss must depend on the wrist images"
+    finetune_vla(vla, frames, FinetuneConfig(steps=2, batch_size=4, lr=3e-3, log_every=1),
+                 unnorm_key="tabletop", progress=False)
+    no_wrist = frames.subset(np.arange(16))
+    no_wrist.wrist_images = None
+    with pytest.raises(ValueError, match="no wrist_images"):
+        action_loss(vla, no_wrist, np.arange(4), unnorm_key="tabletop")
+    with pytest.raises(ValueError, match="wrist_images must be uint8"):
+        ActionFrames(frames.images, frames.instructions, frames.actions, frames.episodes, frames.families,
+                     frames.states, frames.wrist_images[:, :10])
+    policy = vla_policy(vla, "tabletop")
+    assert policy.needs_wrist and not policy.needs_state
+    seen = []
+
+    def spy(images, instructions, *, wrist_images):
+        seen.append((images.shape, wrist_images.shape, bool((images != wrist_images).any())))
+        return policy(images, instructions, wrist_images=wrist_images)
+
+    spy.needs_wrist = True
+    results = rollout_batch(spy, ["pick"], [10_000_000])
+    assert results[0].steps == 60 and seen[0] == ((1, 96, 96, 3), (1, 96, 96, 3), True)

@@ -11,7 +11,8 @@ families with ``episodes`` seeded episodes each. Seeds start at
 ``i`` of a family always gets the same seed: two policies are compared on the very same scenes.
 A policy that also reads the robot's state (a VLA with proprioception) says so with the
 attribute ``policy.needs_state = True`` and is called ``policy(images, instructions, states)``
-with the raw states (B, 8) of ``obs["state"]``.
+with the raw states (B, 8) of ``obs["state"]``; one that also reads the wrist camera says
+``policy.needs_wrist = True`` and gets ``wrist_images=`` (B, H, W, 3) of ``obs["wrist_image"]``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,10 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
             inputs = [np.stack([obs[i]["image"] for i in active]), [obs[i]["instruction"] for i in active]]
             if getattr(policy, "needs_state", False):
                 inputs.append(np.stack([obs[i]["state"] for i in active]))
-            actions = _check_actions(policy(*inputs), len(active))
+            extra = {}
+            if getattr(policy, "needs_wrist", False):
+                extra["wrist_images"] = np.stack([obs[i]["wrist_image"] for i in active])
+            actions = _check_actions(policy(*inputs, **extra), len(active))
             still = []
             for a, i in zip(actions, active):
                 obs[i], _, terminated, truncated, info = envs[i].step(a.astype(np.float32))

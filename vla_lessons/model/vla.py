@@ -16,6 +16,13 @@ bins and un-normalises them with the statistics of the dataset it was trained on
 inside ``config.json`` (``norm_stats``, as openvla-7b's) and in ``dataset_statistics.json``
 next to the weights (the file OpenVLA's fine-tuning script writes).
 
+Two inputs that openvla-7b does not have come from OpenVLA-OFT, each switched on by the config
+and each placed right after the scene camera's visual tokens: the **wrist camera**
+(``num_images=2``: its image goes through the same backbone and projector, N more tokens) and the
+**robot state** (``proprio_dim > 0``: one token from :class:`ProprioProjector`)::
+
+    <s> [N scene tokens] [N wrist tokens] [state token] In: What action ... ?\\nOut: a1 ... a7
+
 Two departures from openvla-7b, both visible in the code: the label sits on the 7 action ids
 only (OpenVLA also trains the ``</s>`` after them, which :meth:`predict_action` never reads), and
 decoding is *restricted to the action block* by default (OpenVLA takes the argmax over the whole
@@ -57,6 +64,9 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
         proprio_dim: 0 (OpenVLA: the image and the instruction only) or the length of the robot
             state read as one extra token after the visual tokens (OpenVLA-OFT's proprioception,
             :class:`ProprioProjector`); its statistics are ``norm_stats[name]["proprio"]``.
+        num_images: 1 (the scene camera, OpenVLA) or 2 (scene + wrist camera, OpenVLA-OFT's
+            ``num_images_in_input=2``). Both images go through the same vision backbone and
+            projector; the wrist camera's tokens follow the scene camera's.
     """
 
     model_type = "vla_lessons_prismatic_vla"
@@ -66,9 +76,12 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
     action_layout: str = "openvla"
     action_dim: int = ACTION_DIM
     proprio_dim: int = 0
+    num_images: int = 1
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if isinstance(self.num_images, bool) or self.num_images not in (1, 2):
+            raise ValueError(f"num_images must be 1 (scene camera) or 2 (scene + wrist camera), got {self.num_images!r}")
         if isinstance(self.proprio_dim, bool) or not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
             raise ValueError(f"proprio_dim must be an int >= 0, got {self.proprio_dim!r}")
         if self.proprio_dim and self.norm_stats is not None:
@@ -159,17 +172,46 @@ class PrismaticVLA(PrismaticVLM):
             raise ValueError("proprio contains NaN or inf")
         return self.proprio_projector(proprio.float())
 
+    # ---------------------------------------------------------------- wrist camera
+
+    def wrist_tokens(self, wrist_pixel_values, batch: int):
+        """The wrist camera's visual tokens (B, N, D) from its pixel values (B, 6, S, S), or None without it."""
+        if self.config.num_images == 1:
+            if wrist_pixel_values is not None:
+                raise ValueError("this VLA reads the scene camera only (config.num_images == 1); "
+                                 "do not pass a wrist image")
+            return None
+        if wrist_pixel_values is None:
+            raise ValueError("this VLA reads the wrist camera too (config.num_images == 2): pass wrist_pixel_values "
+                             f"({batch}, 6, S, S) from model.preprocess(wrist_images) (predict_action takes wrist_image)")
+        tokens = self.visual_tokens(wrist_pixel_values)
+        if tokens.shape[0] != batch:
+            raise ValueError(f"batch mismatch: {tokens.shape[0]} wrist images for {batch} prompts")
+        return tokens
+
+    def extra_tokens(self, batch: int, proprio=None, wrist_pixel_values=None):
+        """What follows the scene camera's N tokens: the wrist camera's N tokens, then the state token.
+
+        (B, K, D) with K = N * (num_images - 1) + (1 if proprio_dim else 0), or None when K = 0.
+        """
+        parts = [t for t in (self.wrist_tokens(wrist_pixel_values, batch), self.proprio_tokens(proprio, batch))
+                 if t is not None]
+        return torch.cat(parts, dim=1) if parts else None
+
     def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None, *,
-                proprio: torch.Tensor | None = None, vision_features: torch.Tensor | None = None,
+                proprio: torch.Tensor | None = None, wrist_pixel_values: torch.Tensor | None = None,
+                vision_features: torch.Tensor | None = None,
                 past_key_values=None, use_cache: bool | None = None, logits_to_keep: int = 0):
-        """:meth:`PrismaticVLM.forward` plus ``proprio`` (B, P), normalised, when ``proprio_dim > 0``.
+        """:meth:`PrismaticVLM.forward` plus the wrist camera and the robot state when the VLA reads them.
 
-        The proprioception token sits right after the visual tokens (N + 1 inserted positions).
+        ``wrist_pixel_values`` (B, 6, S, S) when ``num_images == 2``; ``proprio`` (B, P), normalised,
+        when ``proprio_dim > 0``. Their tokens sit right after the scene camera's visual tokens, in
+        that order (N + N + 1 inserted positions with both).
         """
         extra = None
         if pixel_values is not None or vision_features is not None:
-            extra = self.proprio_tokens(proprio, input_ids.shape[0])
+            extra = self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values)
         embeds, attention_mask, labels = self.prepare_inputs_embeds(
             input_ids, pixel_values, attention_mask, labels, vision_features=vision_features,
             past_key_values=past_key_values, extra_tokens=extra)
@@ -200,7 +242,8 @@ class PrismaticVLA(PrismaticVLM):
     @torch.no_grad()
     def generate_action_ids(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
                             attention_mask: torch.Tensor | None = None, *,
-                            restrict: bool = True, proprio: torch.Tensor | None = None) -> torch.Tensor:
+                            restrict: bool = True, proprio: torch.Tensor | None = None,
+                            wrist_pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """Greedy decoding of ``action_dim`` tokens with the KV cache: long (B, 7).
 
         Introduced in lesson 06. Prompts must be left-padded (:func:`encode_action_prompts`).
@@ -214,7 +257,7 @@ class PrismaticVLA(PrismaticVLM):
         try:
             embeds, mask, _ = self.prepare_inputs_embeds(
                 input_ids, pixel_values, attention_mask,
-                extra_tokens=self.proprio_tokens(proprio, input_ids.shape[0]))
+                extra_tokens=self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values))
             out = self._run_llm(embeds, mask, use_cache=True, logits_to_keep=1)
             new = []
             for step in range(self.config.action_dim):
@@ -233,29 +276,38 @@ class PrismaticVLA(PrismaticVLM):
 
     @torch.no_grad()
     def predict_action(self, image, instruction: str, unnorm_key: str | None = None, *,
-                       restrict: bool = True, proprio=None) -> np.ndarray:
+                       restrict: bool = True, proprio=None, wrist_image=None) -> np.ndarray:
         """One camera image and one instruction -> the un-normalised action, float64 (7,).
 
         Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. ``image`` is a
         uint8 (H, W, 3) array (any square size: it is resized to the model's); ``unnorm_key``
         names the dataset whose statistics un-normalise the action (None when there is one).
         ``proprio``: the raw robot state (P,), needed when ``config.proprio_dim > 0`` (as OFT's
-        ``get_action`` reads ``obs["state"]``).
+        ``get_action`` reads ``obs["state"]``); ``wrist_image``: the wrist camera's uint8 (H, W, 3),
+        needed when ``config.num_images == 2``.
         """
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(f"image must be one uint8 (H, W, 3) camera image, got shape {image.shape}")
         states = None if proprio is None else np.asarray(proprio)[None]
-        return self.predict_actions(image[None], [instruction], unnorm_key, restrict=restrict, proprio=states)[0]
+        wrist = None
+        if wrist_image is not None:
+            wrist = np.asarray(wrist_image)
+            if wrist.ndim != 3 or wrist.shape[-1] != 3:
+                raise ValueError(f"wrist_image must be one uint8 (H, W, 3) camera image, got shape {wrist.shape}")
+            wrist = wrist[None]
+        return self.predict_actions(image[None], [instruction], unnorm_key, restrict=restrict, proprio=states,
+                                    wrist_images=wrist)[0]
 
     @torch.no_grad()
     def predict_actions(self, images, instructions: list[str], unnorm_key: str | None = None, *,
-                        restrict: bool = True, proprio=None) -> np.ndarray:
+                        restrict: bool = True, proprio=None, wrist_images=None) -> np.ndarray:
         """A batch: uint8 images (B, H, W, 3) and B instructions -> actions float64 (B, 7).
 
         Introduced in lesson 06. A non-action id (possible only with ``restrict=False``) is a
         ``ValueError`` naming it, never a silently clipped action. ``proprio``: raw robot states
-        (B, P) when ``config.proprio_dim > 0``.
+        (B, P) when ``config.proprio_dim > 0``; ``wrist_images``: uint8 (B, H, W, 3) from the wrist
+        camera when ``config.num_images == 2``.
         """
         if self.tokenizer is None:
             raise ValueError("model.tokenizer is not set: load the VLA with load_vla() or build it with vla_from_vlm()")
@@ -275,8 +327,21 @@ class PrismaticVLA(PrismaticVLM):
             states = self.normalize_proprio(proprio, key)
             if len(states) != len(images):
                 raise ValueError(f"give one robot state per image: {len(images)} images, {len(states)} states")
+        wrist = None
+        if wrist_images is not None or self.config.num_images == 2:
+            if wrist_images is None:
+                raise ValueError(f"this VLA reads the wrist camera too: pass wrist_images, uint8 "
+                                 f"({len(images)}, H, W, 3)")
+            if self.config.num_images == 1:
+                raise ValueError("this VLA reads the scene camera only (config.num_images == 1); "
+                                 "do not pass wrist images")
+            wrist_images = np.asarray(wrist_images)
+            if wrist_images.shape != images.shape or wrist_images.dtype != np.uint8:
+                raise ValueError(f"wrist_images must be uint8 of the scene images' shape {images.shape}, "
+                                 f"got {wrist_images.dtype} {wrist_images.shape}")
+            wrist = self.preprocess(wrist_images)
         ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
-                                       restrict=restrict, proprio=states)
+                                       restrict=restrict, proprio=states, wrist_pixel_values=wrist)
         return np.asarray(self.action_tokenizer.decode(ids.numpy(), key), dtype=np.float64)
 
 
@@ -349,7 +414,7 @@ def _clean_stats(norm_stats: dict) -> dict:
 
 
 def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla",
-                 visual_position: str | None = None, proprio_dim: int = 0) -> PrismaticVLA:
+                 visual_position: str | None = None, proprio_dim: int = 0, num_images: int = 1) -> PrismaticVLA:
     """A :class:`PrismaticVLA` holding a copy of ``vlm``'s weights and the action statistics.
 
     Introduced in lesson 06. ``norm_stats``: ``{dataset_name: stats}`` or one LeRobot ``stats.json``
@@ -357,14 +422,15 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
     ``visual_position="learned-2d"`` on a VLM without it adds zero-initialised 2-D patch positions
     (:class:`~vla_lessons.model.vlm.PatchPosition2D`); None keeps the VLM's setting.
     ``proprio_dim > 0`` adds a freshly initialised :class:`ProprioProjector` (``norm_stats`` must
-    then hold ``"proprio"`` statistics).
+    then hold ``"proprio"`` statistics). ``num_images=2`` also reads the wrist camera (no new
+    weights: it shares the backbone and the projector).
     """
     fields = {k: v for k, v in vlm.config.to_dict().items()
               if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")}
     if visual_position is not None:
         fields["visual_position"] = visual_position
     config = PrismaticVLAConfig(**fields, norm_stats=_clean_stats(norm_stats), action_layout=layout,
-                                proprio_dim=proprio_dim)
+                                proprio_dim=proprio_dim, num_images=num_images)
     model = PrismaticVLA(config)
     missing, unexpected = model.load_state_dict(copy.deepcopy(vlm.state_dict()), strict=False)
     if unexpected or any(not k.startswith(("patch_position.", "proprio_projector.")) for k in missing):
@@ -384,7 +450,22 @@ def add_proprio(vla: PrismaticVLA, proprio_stats: dict) -> PrismaticVLA:
         raise ValueError("this VLA already reads the robot state")
     stats = {name: {**s, "proprio": proprio_stats} for name, s in vla.config.norm_stats.items()}
     dim = len(np.asarray(proprio_stats["q01"]))
-    return vla_from_vlm(vla, vla.tokenizer, stats, layout=vla.config.action_layout, proprio_dim=dim)
+    return vla_from_vlm(vla, vla.tokenizer, stats, layout=vla.config.action_layout, proprio_dim=dim,
+                        num_images=vla.config.num_images)
+
+
+def add_wrist_camera(vla: PrismaticVLA) -> PrismaticVLA:
+    """A copy of ``vla`` that also reads the wrist camera (OpenVLA-OFT's second image).
+
+    Introduced in lesson 06. Nothing new is learned from scratch: the wrist image goes through the
+    same backbone and projector as the scene image, and its N tokens follow the scene camera's
+    (before the state token). The copy still needs fine-tuning to make use of them.
+    """
+    if vla.config.num_images == 2:
+        raise ValueError("this VLA already reads the wrist camera")
+    stats = vla.config.norm_stats
+    return vla_from_vlm(vla, vla.tokenizer, stats, layout=vla.config.action_layout,
+                        proprio_dim=vla.config.proprio_dim, num_images=2)
 
 
 def save_vla(model: PrismaticVLA, path, dtype: torch.dtype = torch.float16) -> Path:

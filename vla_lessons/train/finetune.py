@@ -44,6 +44,7 @@ class ActionFrames:
         episodes: int64 (N,), the episode each step comes from.
         families: N task family names.
         states: float32 (N, 8), the robot state at each step (``observation.state``), or None.
+        wrist_images: uint8 (N, H, W, 3), the wrist camera, or None.
     """
 
     images: np.ndarray
@@ -52,6 +53,7 @@ class ActionFrames:
     episodes: np.ndarray
     families: list
     states: np.ndarray | None = None
+    wrist_images: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.images)
@@ -64,6 +66,10 @@ class ActionFrames:
         if self.states is not None and (self.states.ndim != 2 or len(self.states) != n
                                         or not np.isfinite(self.states).all()):
             raise ValueError(f"states must be finite (N, P) with N = {n}, got {self.states.shape}")
+        if self.wrist_images is not None and (self.wrist_images.shape != self.images.shape
+                                              or self.wrist_images.dtype != np.uint8):
+            raise ValueError(f"wrist_images must be uint8 of the images' shape {self.images.shape}, "
+                             f"got {self.wrist_images.dtype} {self.wrist_images.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -73,13 +79,15 @@ class ActionFrames:
         index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
         return ActionFrames(self.images[index], [self.instructions[i] for i in index], self.actions[index],
                             self.episodes[index], [self.families[i] for i in index],
-                            None if self.states is None else self.states[index])
+                            None if self.states is None else self.states[index],
+                            None if self.wrist_images is None else self.wrist_images[index])
 
 
-def load_action_frames(root, episodes=None) -> ActionFrames:
+def load_action_frames(root, episodes=None, *, wrist: bool = True) -> ActionFrames:
     """Every step of a LeRobot-style dataset (lesson 01) as :class:`ActionFrames`.
 
-    Introduced in lesson 06. ``episodes``: episode indices to keep (None = all).
+    Introduced in lesson 06. ``episodes``: episode indices to keep (None = all); ``wrist=False``
+    leaves the wrist camera's images out (half the memory, for a scene-camera VLA).
     """
     from vla_lessons.data import read_episodes
 
@@ -93,7 +101,8 @@ def load_action_frames(root, episodes=None) -> ActionFrames:
         actions=np.concatenate([e.actions for e in eps]).astype(np.float32),
         episodes=np.repeat(np.arange(len(eps)), lengths),
         families=[e.family for e, n in zip(eps, lengths) for _ in range(n)],
-        states=np.concatenate([e.states for e in eps]).astype(np.float32))
+        states=np.concatenate([e.states for e in eps]).astype(np.float32),
+        wrist_images=np.concatenate([e.wrist_images for e in eps]) if wrist else None)
 
 
 def random_shift(images: np.ndarray, shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -208,6 +217,14 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
         if frames.states is None:
             raise ValueError("this VLA reads the robot state, but the frames have no states")
         extra["proprio"] = model.normalize_proprio(frames.states[index], unnorm_key)
+    if getattr(model.config, "num_images", 1) == 2:
+        if frames.wrist_images is None:
+            raise ValueError("this VLA reads the wrist camera, but the frames have no wrist_images "
+                             "(load them with load_action_frames(root, wrist=True))")
+        wrist = frames.wrist_images[index]
+        if shift:
+            wrist = random_shift(wrist, shift, rng if rng is not None else np.random.default_rng(1))
+        extra["wrist_pixel_values"] = model.preprocess(wrist)
     out = model(enc["input_ids"], model.preprocess(images), enc["attention_mask"], logits_to_keep=dim + 1,
                 **extra)
     logits = out.logits[:, :-1]  # position t predicts token t + 1: the last dim+1 positions predict the actions
@@ -354,18 +371,18 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
 def vla_policy(model, unnorm_key: str | None = None):
     """``policy(images, instructions) -> actions`` for :mod:`vla_lessons.deploy.evaluate`.
 
-    Introduced in lesson 06.
+    Introduced in lesson 06. A VLA that reads the robot state gives a policy with
+    ``needs_state = True`` (called with the raw ``states`` as a third argument); one that reads
+    the wrist camera, ``needs_wrist = True`` (called with ``wrist_images=``).
     """
     model.eval()
+    needs_state = bool(getattr(model.config, "proprio_dim", 0))
+    needs_wrist = getattr(model.config, "num_images", 1) == 2
 
-    if getattr(model.config, "proprio_dim", 0):
-        def policy(images, instructions, states):
-            return model.predict_actions(images, list(instructions), unnorm_key, proprio=states)
+    def policy(images, instructions, states=None, *, wrist_images=None):
+        return model.predict_actions(images, list(instructions), unnorm_key, proprio=states,
+                                     wrist_images=wrist_images)
 
-        policy.needs_state = True
-        return policy
-
-    def policy(images, instructions):
-        return model.predict_actions(images, list(instructions), unnorm_key)
-
+    policy.needs_state = needs_state
+    policy.needs_wrist = needs_wrist
     return policy
