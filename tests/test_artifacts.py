@@ -36,14 +36,20 @@ def test_the_course_vla_predicts_bounded_actions_with_its_statistics():
     assert list(stats) == [UNNORM_KEY] == vla.action_tokenizer.unnorm_keys
     frames = load_action_frames(course_dataset_path("tabletop_lessons"), episodes=[0])
     metrics = json.loads((MODELS / "vla" / "metrics.json").read_text())
+    inputs = {}
     if metrics.get("proprio_from_stage") is None:  # older builds had no such key
         assert not vla.config.proprio_dim
-        actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY)
     else:  # the VLA reads the robot state too, with the dataset's state statistics
         assert vla.config.proprio_dim == frames.states.shape[1] == len(stats[UNNORM_KEY]["proprio"]["q01"])
-        with pytest.raises(ValueError, match="proprio"):
-            vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY)
-        actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY, proprio=frames.states[:4])
+        inputs["proprio"] = frames.states[:4]
+    assert vla.config.num_images == metrics.get("num_images", 1)
+    if vla.config.num_images == 2:  # and the wrist camera
+        inputs["wrist_images"] = frames.wrist_images[:4]
+    for missing in inputs:
+        with pytest.raises(ValueError, match="proprio" if missing == "proprio" else "wrist"):
+            vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY,
+                                **{k: v for k, v in inputs.items() if k != missing})
+    actions = vla.predict_actions(frames.images[:4], frames.instructions[:4], UNNORM_KEY, **inputs)
     q01, q99 = (np.array(stats[UNNORM_KEY]["action"][k]) for k in ("q01", "q99"))
     assert actions.shape == (4, 7) and np.isfinite(actions).all()
     assert (actions[:, :6] >= q01[:6] - 1e-9).all() and (actions[:, :6] <= q99[:6] + 1e-9).all()

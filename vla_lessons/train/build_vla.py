@@ -10,7 +10,8 @@ Steps, every one seeded:
    dataset's statistics under the name ``"tabletop"``;
 3. fine-tune every parameter (OpenVLA's recipe) with :func:`~vla_lessons.train.finetune.finetune_vla`,
    in the stages of :data:`COURSE_FINETUNE`; from stage :data:`PROPRIO_FROM_STAGE` on, the VLA
-   also reads the robot state (one proprioception token, as OpenVLA-OFT);
+   also reads the robot state (one proprioception token, as OpenVLA-OFT), and from stage
+   :data:`WRIST_FROM_STAGE` on the wrist camera (OpenVLA-OFT's second image);
 4. roll it out in closed loop, ``eval_episodes`` seeded episodes per task family, next to the
    scripted expert on the same seeds;
 5. save the VLA (float16 weights, statistics, tokenizer) and ``metrics.json`` to ``data/models/vla``.
@@ -51,6 +52,11 @@ COURSE_FINETUNE = {
 #: from step 0 the loss falls much faster (1.57 against 1.92 at step 500), but the VLA still
 #: ignored the image at step 1,500, as it does without the state.
 PROPRIO_FROM_STAGE = {"fast": 0, "full": 2}
+#: The stage from which the VLA also reads the wrist camera (OpenVLA-OFT's second image,
+#: :func:`~vla_lessons.model.vla.add_wrist_camera`); None: never. The course's recipe does not use
+#: it yet: added to the committed VLA for 1,500 more steps it was ignored (the held-out loss with
+#: the wrist images shuffled between steps was the same, 1.489 against 1.496).
+WRIST_FROM_STAGE = {"fast": None, "full": None}
 HELDOUT_FRACTION = 0.05
 
 
@@ -82,7 +88,8 @@ def course_vla_from_vlm(stats: dict, vlm_dir=None, visual_position: str | None =
 def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      eval_episodes: int | None = None, checkpoint_dir=None, checkpoint_every: int = 0,
                      progress: bool = True, start_from=None, vlm_dir=None,
-                     visual_position: str | None = None, proprio_from: int | str | None = "course") -> dict:
+                     visual_position: str | None = None, proprio_from: int | str | None = "course",
+                     wrist_from: int | str | None = "course") -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
@@ -90,7 +97,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     family; ``checkpoint_dir`` + ``checkpoint_every`` save intermediate VLAs (one folder per
     stage). ``start_from=(k, path)`` resumes after stage ``k`` from a VLA saved at its end
     (the build never needs it; it saves recomputing finished stages). ``proprio_from``: the stage
-    from which the VLA reads the robot state (``"course"``: :data:`PROPRIO_FROM_STAGE`; None: never).
+    from which the VLA reads the robot state (``"course"``: :data:`PROPRIO_FROM_STAGE`; None: never);
+    ``wrist_from``, the same for the wrist camera (:data:`WRIST_FROM_STAGE`).
     """
     from vla_lessons.data.recipes import build_dataset, course_recipes
     from vla_lessons.data.layout import DatasetNotFoundError
@@ -118,8 +126,11 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     stats = meta.stats
     if proprio_from == "course":
         proprio_from = PROPRIO_FROM_STAGE["full" if full else "fast"]
-    if proprio_from is not None and not 0 <= proprio_from < len(stages):
-        raise ValueError(f"proprio_from must be None or a stage index in [0, {len(stages) - 1}], got {proprio_from!r}")
+    if wrist_from == "course":
+        wrist_from = WRIST_FROM_STAGE["full" if full else "fast"]
+    for name, value in (("proprio_from", proprio_from), ("wrist_from", wrist_from)):
+        if value is not None and not 0 <= value < len(stages):
+            raise ValueError(f"{name} must be None or a stage index in [0, {len(stages) - 1}], got {value!r}")
     env.seed_everything(stages[0].seed)
     model = course_vla_from_vlm(stats, vlm_dir, visual_position, proprio_from == 0)
     done, previous = 0, {"history": [], "seconds": {"train": 0.0}}
@@ -142,6 +153,10 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
 
             env.seed_everything(config.seed)
             model = add_proprio(model, stats["observation.state"])
+        if wrist_from is not None and k == wrist_from and model.config.num_images == 1:
+            from vla_lessons.model.vla import add_wrist_camera
+
+            model = add_wrist_camera(model)
         callback = None
         if checkpoint_dir is not None and checkpoint_every:
             def callback(step, m, k=k):
@@ -165,7 +180,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         "dataset": {"name": recipe.name, "episodes": int(frames.episodes.max()) + 1, "frames": len(frames),
                     "train_frames": len(train), "heldout_frames": len(heldout)},
         "finetune": [asdict(c) for c in stages], "trainable": result.trainable,
-        "proprio_from_stage": proprio_from, "visual_position": model.config.visual_position,
+        "proprio_from_stage": proprio_from, "wrist_from_stage": wrist_from,
+        "num_images": model.config.num_images, "visual_position": model.config.visual_position,
         "resumed_after_stage": done or None,
         "history": history,
         "heldout_teacher_forced": heldout_metrics,
