@@ -18,7 +18,7 @@ from vla_lessons.build import TARGETS, main
 from vla_lessons.data import (BUILD_COMMAND, CorruptDatasetError, DatasetNotFoundError, DatasetWriter,
                               Episode, ExpertRecording, LeRobotStyleDataset, compute_stats,
                               episode_seed, load_dataset_dir, load_meta, read_episodes,
-                              record_expert_episodes, synthetic_episode, write_dataset)
+                              record_episode, record_expert_episodes, synthetic_episode, write_dataset)
 from vla_lessons.data.layout import EPISODES_PATH, INFO_PATH, STATS_PATH, episode_path
 
 # Three small episodes of two families; written once per test that needs a dataset.
@@ -376,6 +376,42 @@ def test_recorder_gives_up_when_the_expert_keeps_failing():
 
     with pytest.raises(RuntimeError, match="succeeded in only 0 of 5"):
         record_expert_episodes(Hopeless(), FakeExpert, families=("pick",), episodes_per_family=1)
+
+
+def test_dart_recording_executes_perturbed_actions_and_keeps_the_clean_ones_as_labels():
+    from gymnasium import spaces
+
+    class Logging(FakeTabletopEnv):
+        action_space = spaces.Box(np.array([-0.03] * 3 + [-0.3] * 3 + [0.0], np.float32),
+                                  np.array([0.03] * 3 + [0.3] * 3 + [1.0], np.float32))
+
+        def __init__(self):
+            super().__init__()
+            self.executed = []
+
+        def step(self, action):
+            self.executed.append(action.copy())
+            return super().step(action)
+
+    def run(seed, perturb):
+        sim = Logging()
+        episode = record_episode(sim, FakeExpert(sim), seed=seed, family="pick", perturb=perturb)
+        return episode, np.array(sim.executed)
+
+    episode, executed = run(10, 0.02)
+    clean = np.r_[np.full(6, 0.01), 1.0]
+    np.testing.assert_array_equal(episode.actions, np.tile(clean, (len(episode), 1)).astype(np.float32))
+    assert (executed[:, :3] != np.float32(0.01)).all(), "the position deltas are perturbed"
+    np.testing.assert_array_equal(executed[:, 3:], episode.actions[:, 3:])  # rotation and gripper are not
+    assert (np.abs(executed) <= Logging.action_space.high).all(), "perturbed actions stay within the limits"
+    np.testing.assert_array_equal(run(10, 0.02)[1], executed)  # seeded by the episode's seed
+    assert not np.array_equal(run(11, 0.02)[1][:2], executed[:2])
+    np.testing.assert_array_equal(run(10, 0.0)[1], episode.actions)  # no noise: the expert's actions
+    with pytest.raises(ValueError, match="perturb"):
+        run(10, -0.01)
+    recording = ExpertRecording(Logging(), FakeExpert, families=("pick",), episodes_per_family=1, perturb=0.02)
+    list(recording)
+    assert recording.summary["perturb"] == 0.02
 
 
 # --- the build command ------------------------------------------------------------------------

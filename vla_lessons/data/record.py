@@ -37,10 +37,16 @@ def episode_seed(base_seed: int, family_index: int, attempt: int) -> int:
     return base_seed + FAMILY_SEED_STRIDE * family_index + attempt
 
 
-def record_episode(env, expert, *, seed: int, family: str, max_steps: int = 300) -> Episode:
+def record_episode(env, expert, *, seed: int, family: str, max_steps: int = 300, perturb: float = 0.0) -> Episode:
     """Run ``expert`` in ``env`` from ``reset(seed=seed)`` until the episode ends; return it.
 
     Introduced in lesson 01.
+
+    ``perturb`` > 0 records the way DART does (Laskey et al. 2017): the env executes the expert's
+    action plus Gaussian noise of that std (m) on the position deltas (dx, dy, dz), drawn from
+    ``seed``, while the dataset keeps the expert's *clean* action as the label. The states then
+    leave the expert's own path and every label says how to get back, so the robot state no
+    longer tells a policy where the expert was heading (the "copycat" shortcut of lesson 06).
 
     One row per step: the observation, then the action the expert took from it, the reward and
     ``info["success"]`` after the step. The episode ends when the env says ``terminated`` or
@@ -50,6 +56,9 @@ def record_episode(env, expert, *, seed: int, family: str, max_steps: int = 300)
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if not (isinstance(perturb, (int, float)) and 0.0 <= perturb <= 0.03):
+        raise ValueError(f"perturb must be a number in [0, 0.03] m, got {perturb!r}")
+    rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed, options={"task": family})
     instruction = obs["instruction"]
     steps = {k: [] for k in ("images", "wrist_images", "states", "joints", "actions", "rewards", "successes")}
@@ -60,7 +69,12 @@ def record_episode(env, expert, *, seed: int, family: str, max_steps: int = 300)
         steps["states"].append(obs["state"])
         steps["joints"].append(obs["joints"])
         steps["actions"].append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
+        executed = action
+        if perturb > 0:
+            executed = action.copy()
+            executed[:3] += rng.normal(0.0, perturb, 3).astype(np.float32)
+            executed = np.clip(executed, env.action_space.low, env.action_space.high).astype(np.float32)
+        obs, reward, terminated, truncated, info = env.step(executed)
         steps["rewards"].append(float(reward))
         steps["successes"].append(bool(info["success"]))
         if terminated or truncated:
@@ -86,6 +100,7 @@ class ExpertRecording:
         base_seed: first seed (see :func:`episode_seed`).
         max_steps: cap on the steps of one episode.
         keep_failed: keep failed episodes too (they still count as attempts).
+        perturb: DART noise (m) on the executed position deltas (see :func:`record_episode`).
 
     Iterating yields the kept episodes round-robin over the families (pick, place, push, pick,
     ...), so any prefix of a dataset is balanced; failed attempts are skipped (the next seed of
@@ -95,7 +110,7 @@ class ExpertRecording:
     """
 
     def __init__(self, env, make_expert: Callable, *, families, episodes_per_family: int,
-                 base_seed: int = 0, max_steps: int = 300, keep_failed: bool = False):
+                 base_seed: int = 0, max_steps: int = 300, keep_failed: bool = False, perturb: float = 0.0):
         families = list(families)
         if not families or len(set(families)) != len(families):
             raise ValueError(f"families must be a non-empty list without repeats, got {families!r}")
@@ -103,7 +118,7 @@ class ExpertRecording:
             raise ValueError(f"episodes_per_family must be >= 1, got {episodes_per_family}")
         self.env, self.make_expert, self.families = env, make_expert, families
         self.episodes_per_family, self.base_seed = episodes_per_family, base_seed
-        self.max_steps, self.keep_failed = max_steps, keep_failed
+        self.max_steps, self.keep_failed, self.perturb = max_steps, keep_failed, perturb
         self.attempted = {f: 0 for f in families}
         self.kept = {f: 0 for f in families}
 
@@ -112,7 +127,7 @@ class ExpertRecording:
         while self.attempted[family] < MAX_ATTEMPTS_PER_EPISODE * self.episodes_per_family:
             seed = episode_seed(self.base_seed, f, self.attempted[family])
             episode = record_episode(self.env, self.make_expert(self.env), seed=seed, family=family,
-                                     max_steps=self.max_steps)
+                                     max_steps=self.max_steps, perturb=self.perturb)
             self.attempted[family] += 1
             if episode.success or self.keep_failed:
                 self.kept[family] += 1
@@ -137,6 +152,7 @@ class ExpertRecording:
             "seed_rule": f"seed = base_seed + {FAMILY_SEED_STRIDE} * family_index + attempt",
             "max_steps": self.max_steps,
             "kept_only_successful": not self.keep_failed,
+            "perturb": self.perturb,
             "attempted": dict(self.attempted),
             "discarded": discarded,
             "total_attempted": sum(self.attempted.values()),
