@@ -235,3 +235,23 @@ def test_wrist_vla_trains_on_wrist_frames_and_rolls_out_with_the_wrist_camera(pa
     spy.needs_wrist = True
     results = rollout_batch(spy, ["pick"], [10_000_000])
     assert results[0].steps == 60 and seen[0] == ((1, 96, 96, 3), (1, 96, 96, 3), True)
+
+
+def test_heading_by_step_compares_directions_per_step_index():
+    from vla_lessons.train.finetune import heading_by_step, step_in_episode
+
+    np.testing.assert_array_equal(step_in_episode([4, 4, 4, 7, 7, 2]), [0, 1, 2, 0, 1, 0])
+    with pytest.raises(ValueError, match="contiguous"):
+        step_in_episode([1, 2, 1])
+    frames = _frames(n=16)  # 4 episodes of 4 steps
+    rows = heading_by_step(frames.actions, frames, max_step=6)
+    assert [r["t"] for r in rows] == [0, 1, 2, 3] and all(r["n"] == 4 for r in rows)
+    assert all(r["cosine"] == pytest.approx(1.0) and r["error_cm"] == 0.0 for r in rows)
+    backwards = frames.actions.copy()
+    backwards[:, :2] *= -1
+    first = heading_by_step(backwards, frames)[0]
+    assert first["cosine"] == pytest.approx(-1.0) and first["error_cm"] == pytest.approx(2 * first["move_cm"])
+    with pytest.raises(ValueError, match=r"\(N, 7\)"):
+        heading_by_step(frames.actions[:, :6], frames)
+    with pytest.raises(ValueError, match="NaN"):
+        heading_by_step(np.full_like(frames.actions, np.nan), frames)

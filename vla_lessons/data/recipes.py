@@ -5,8 +5,6 @@ Introduced in lesson 01.
 * ``tabletop_lessons`` — small, committed in ``data/datasets/`` for the notebooks.
 * ``tabletop_train`` — bigger, for training the mini VLAs; written under ``build/datasets/``
   (git-ignored), its size set by the fast/full switch (``VLA_FULL``).
-* ``tabletop_train_dart`` — the same scenes recorded DART-style (noise on the executed actions,
-  the expert's clean actions as labels; see :func:`~vla_lessons.data.record.record_episode`).
 
 Both are made by ``python -m vla_lessons.build data``. Their seeds do not overlap (see
 :func:`~vla_lessons.data.record.episode_seed`); evaluation rollouts use seeds from
@@ -28,9 +26,6 @@ from vla_lessons.data.writer import DatasetWriter
 
 #: The task families of the course's simulator, in dataset order.
 FAMILIES = ("pick", "place", "push")
-#: DART noise (m) on the executed position deltas of ``tabletop_train_dart`` (lesson 06): the same
-#: scenes as ``tabletop_train`` (same seeds), driven off the expert's path and labelled back to it.
-DART_NOISE = 0.01
 #: First seed reserved for evaluation rollouts (lesson 10): no dataset records from it on.
 EVAL_SEED_START = 10_000_000
 
@@ -49,6 +44,7 @@ class DatasetRecipe:
     base_seed: int = 0
     max_steps: int = 300
     committed: bool = False
+    #: DART noise (m) on the executed position deltas (:func:`~vla_lessons.data.record.record_episode`).
     perturb: float = 0.0
 
     @property
@@ -67,8 +63,6 @@ def course_recipes(full: bool | None = None) -> dict[str, DatasetRecipe]:
         DatasetRecipe("tabletop_lessons", episodes_per_family=10, base_seed=0, committed=True),
         DatasetRecipe("tabletop_train", episodes_per_family=300 if full else 50,
                       base_seed=1_000_000),
-        DatasetRecipe("tabletop_train_dart", episodes_per_family=300 if full else 50,
-                      base_seed=1_000_000, perturb=DART_NOISE),
     ]
     return {r.name: r for r in recipes}
 

@@ -368,6 +368,51 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
     return {k: v / n for k, v in sums.items()}
 
 
+def step_in_episode(episodes) -> np.ndarray:
+    """The index of each step within its episode (0 at an episode's first step): int64 (N,).
+
+    Introduced in lesson 06. ``episodes`` (N,) must keep each episode's steps together and in order
+    (as :func:`load_action_frames` does).
+    """
+    episodes = np.asarray(episodes)
+    if episodes.ndim != 1 or not len(episodes):
+        raise ValueError(f"episodes must be a non-empty 1-D array, got shape {episodes.shape}")
+    starts = np.r_[True, episodes[1:] != episodes[:-1]]
+    if len(np.unique(episodes[starts])) != int(starts.sum()):
+        raise ValueError("each episode's steps must be contiguous")
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(episodes)), 0))
+    return np.arange(len(episodes)) - first
+
+
+def heading_by_step(predicted, frames: ActionFrames, max_step: int = 6) -> list[dict]:
+    """Do the predicted moves point where the expert's do? One row per step index in the episode.
+
+    Introduced in lesson 06. ``predicted``: float (N, 7) actions for the N steps of ``frames``
+    (teacher-forced: each from the expert's own observation). For each ``t < max_step``: ``n`` steps,
+    ``cosine``, the median cosine between predicted and expert table-plane moves (dx, dy) (1: same
+    direction, 0: at right angles), ``error_cm``, the mean |predicted - expert| (dx, dy) distance, and
+    ``move_cm``, the mean length of the expert's own (dx, dy), both in cm.
+    """
+    predicted = np.asarray(predicted, dtype=np.float64)
+    if predicted.shape != frames.actions.shape:
+        raise ValueError(f"predicted must be (N, 7) = {frames.actions.shape} like frames.actions, got {predicted.shape}")
+    if not np.isfinite(predicted).all():
+        raise ValueError("predicted contains NaN or inf")
+    t = step_in_episode(frames.episodes)
+    p, e = predicted[:, :2], frames.actions[:, :2].astype(np.float64)
+    rows = []
+    for step in range(max_step):
+        w = t == step
+        if not w.any():
+            break
+        norms = np.linalg.norm(p[w], axis=1) * np.linalg.norm(e[w], axis=1)
+        cos = (p[w] * e[w]).sum(1) / np.where(norms > 0, norms, 1.0)
+        rows.append({"t": step, "n": int(w.sum()), "cosine": float(np.median(np.where(norms > 0, cos, 0.0))),
+                     "error_cm": float(np.linalg.norm(p[w] - e[w], axis=1).mean() * 100),
+                     "move_cm": float(np.linalg.norm(e[w], axis=1).mean() * 100)})
+    return rows
+
+
 def vla_policy(model, unnorm_key: str | None = None):
     """``policy(images, instructions) -> actions`` for :mod:`vla_lessons.deploy.evaluate`.
 
