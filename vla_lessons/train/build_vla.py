@@ -121,9 +121,6 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
             print(f"[vla] recording {recipe.name} first", flush=True)
         build_dataset(recipe)
         meta = load_meta(recipe.root)
-    frames = load_action_frames(recipe.root)
-    train, heldout = split_episodes(frames)
-    stats = meta.stats
     if proprio_from == "course":
         proprio_from = PROPRIO_FROM_STAGE["full" if full else "fast"]
     if wrist_from == "course":
@@ -131,6 +128,10 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     for name, value in (("proprio_from", proprio_from), ("wrist_from", wrist_from)):
         if value is not None and not 0 <= value < len(stages):
             raise ValueError(f"{name} must be None or a stage index in [0, {len(stages) - 1}], got {value!r}")
+    # the wrist camera's images only when a stage may need them (a resumed VLA may read them already)
+    frames = load_action_frames(recipe.root, wrist=wrist_from is not None or start_from is not None)
+    train, heldout = split_episodes(frames)
+    stats = meta.stats
     env.seed_everything(stages[0].seed)
     model = course_vla_from_vlm(stats, vlm_dir, visual_position, proprio_from == 0)
     done, previous = 0, {"history": [], "seconds": {"train": 0.0}}

@@ -220,7 +220,7 @@ def _load_frames(sizes: CofinetuneSizes, full: bool):
         raise ValueError(f"{recipe.root} holds {meta.total_episodes} episodes, this mode expects {expected}; "
                          f"re-record it: {'VLA_FULL=1 ' if full else ''}python -m vla_lessons.build data "
                          f"--only {sizes.dataset}")
-    return load_action_frames(recipe.root), meta.stats, recipe.root
+    return load_action_frames(recipe.root, wrist=False), meta.stats, recipe.root
 
 
 def build_cofinetune(full: bool | None = None, out_path=None, *, ratios=DEFAULT_RATIOS,

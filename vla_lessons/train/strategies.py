@@ -304,7 +304,7 @@ def _training_data(run: dict, full: bool):
         print(f"[strategies] recording {recipe.name} first", flush=True)
         build_dataset(recipe)
         meta = load_meta(recipe.root)
-    return load_action_frames(recipe.root), meta.stats, recipe.name
+    return load_action_frames(recipe.root, wrist=False), meta.stats, recipe.name
 
 
 def build_strategies(full: bool | None = None, out=None, *, strategies=ALL_STRATEGIES,
