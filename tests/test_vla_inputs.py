@@ -185,6 +185,17 @@ def test_wrist_camera_adds_n_tokens_that_reach_the_action_and_survive_save_load(
     out = vla(enc, pixels, proprio=vla.normalize_proprio([state], "tabletop"),
               wrist_pixel_values=vla.preprocess(wrist_a[None]))
     assert out.logits.shape[1] == enc.shape[1] + 2 * vla.num_patches + 1, "scene N + wrist N + 1 state token"
+    with torch.no_grad():  # the order after <s>: scene tokens, wrist tokens, the state token
+        n, norm = vla.num_patches, vla.normalize_proprio([state], "tabletop")
+        embeds, _, _ = vla.prepare_inputs_embeds(enc, pixels, extra_tokens=vla.extra_tokens(
+            1, norm, vla.preprocess(wrist_a[None])))
+        torch.testing.assert_close(embeds[0, 1:1 + n], vla.visual_tokens(pixels)[0])
+        torch.testing.assert_close(embeds[0, 1 + n:1 + 2 * n], vla.visual_tokens(vla.preprocess(wrist_a[None]))[0])
+        torch.testing.assert_close(embeds[0, 1 + 2 * n], vla.proprio_projector(norm)[0, 0])
+    with pytest.raises(ValueError, match="wrist_pixel_values must be float32"):
+        vla(enc, pixels, proprio=norm, wrist_pixel_values=pixels[:, :3])
+    with pytest.raises(ValueError, match="go with the scene image"):
+        vla(enc, proprio=norm)
     with pytest.raises(ValueError, match="wrist"):
         vla.predict_action(image, "pick up the red cube", "tabletop", proprio=state)
     with pytest.raises(ValueError, match="wrist_images must be uint8"):

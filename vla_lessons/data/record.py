@@ -12,6 +12,7 @@ The recorder only needs the Gymnasium-style interface of ``vla_lessons.sim.Table
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +23,8 @@ from vla_lessons.data.episode import Episode
 FAMILY_SEED_STRIDE = 100_000
 #: Per-episode counters of the env's last ``info`` copied into ``meta/episodes.jsonl``.
 RECORDED_INFO_KEYS = ("n_clipped", "n_workspace_clipped")
+#: Second seed word of the DART noise, so it is independent of the env's draws for the same seed.
+DART_STREAM = 0xDA27
 #: A recording gives up when a family needs more than this many attempts per kept episode.
 MAX_ATTEMPTS_PER_EPISODE = 5
 
@@ -56,9 +59,9 @@ def record_episode(env, expert, *, seed: int, family: str, max_steps: int = 300,
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if not (isinstance(perturb, (int, float)) and 0.0 <= perturb <= 0.03):
+    if isinstance(perturb, bool) or not isinstance(perturb, numbers.Real) or not 0.0 <= perturb <= 0.03:
         raise ValueError(f"perturb must be a number in [0, 0.03] m, got {perturb!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, DART_STREAM])  # not the env's own stream for this seed
     obs, info = env.reset(seed=seed, options={"task": family})
     instruction = obs["instruction"]
     steps = {k: [] for k in ("images", "wrist_images", "states", "joints", "actions", "rewards", "successes")}

@@ -184,10 +184,14 @@ class PrismaticVLA(PrismaticVLM):
         if wrist_pixel_values is None:
             raise ValueError("this VLA reads the wrist camera too (config.num_images == 2): pass wrist_pixel_values "
                              f"({batch}, 6, S, S) from model.preprocess(wrist_images) (predict_action takes wrist_image)")
-        tokens = self.visual_tokens(wrist_pixel_values)
-        if tokens.shape[0] != batch:
-            raise ValueError(f"batch mismatch: {tokens.shape[0]} wrist images for {batch} prompts")
-        return tokens
+        s = self.config.image_size
+        if (not isinstance(wrist_pixel_values, torch.Tensor) or wrist_pixel_values.dtype != torch.float32
+                or tuple(wrist_pixel_values.shape) != (batch, 6, s, s)):
+            raise ValueError(f"wrist_pixel_values must be float32 ({batch}, 6, {s}, {s}) -- make them from uint8 wrist "
+                             f"images with model.preprocess(wrist_images) -- got "
+                             f"{getattr(wrist_pixel_values, 'dtype', type(wrist_pixel_values).__name__)} "
+                             f"{tuple(getattr(wrist_pixel_values, 'shape', ()))}")
+        return self.visual_tokens(wrist_pixel_values)
 
     def extra_tokens(self, batch: int, proprio=None, wrist_pixel_values=None):
         """What follows the scene camera's N tokens: the wrist camera's N tokens, then the state token.
@@ -212,6 +216,9 @@ class PrismaticVLA(PrismaticVLM):
         extra = None
         if pixel_values is not None or vision_features is not None:
             extra = self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values)
+        elif proprio is not None or wrist_pixel_values is not None:
+            raise ValueError("proprio and wrist_pixel_values go with the scene image: pass pixel_values (or "
+                             "vision_features) too; a decoding step that continues from the KV cache takes none")
         embeds, attention_mask, labels = self.prepare_inputs_embeds(
             input_ids, pixel_values, attention_mask, labels, vision_features=vision_features,
             past_key_values=past_key_values, extra_tokens=extra)
@@ -331,7 +338,7 @@ class PrismaticVLA(PrismaticVLM):
         if wrist_images is not None or self.config.num_images == 2:
             if wrist_images is None:
                 raise ValueError(f"this VLA reads the wrist camera too: pass wrist_images, uint8 "
-                                 f"({len(images)}, H, W, 3)")
+                                 f"({len(images)}, H, W, 3) (predict_action: wrist_image, uint8 (H, W, 3))")
             if self.config.num_images == 1:
                 raise ValueError("this VLA reads the scene camera only (config.num_images == 1); "
                                  "do not pass wrist images")

@@ -302,7 +302,8 @@ class PrismaticVLM(PreTrainedModel):
 
         Introduced in lesson 05. Shapes (B, T + N, D), (B, T + N), (B, T + N) with an image,
         the inputs' own otherwise. ``extra_tokens`` (B, K, D) go right after the N visual tokens
-        (lesson 06's proprioception token). Checks every input and raises ``ValueError`` on bad ones.
+        (lesson 06's wrist-camera tokens and proprioception token). Checks every input and raises
+        ``ValueError`` on bad ones.
         """
         self._check_ids(input_ids)
         batch, length = input_ids.shape

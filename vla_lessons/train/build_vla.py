@@ -140,6 +140,11 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
 
         done, path = start_from
         model = load_vla(path)
+        for name, value, has in (("proprio_from", proprio_from, model.config.proprio_dim > 0),
+                                 ("wrist_from", wrist_from, model.config.num_images == 2)):
+            if value is not None and value < done and not has:
+                raise ValueError(f"{name}={value} is before the resumed stage {done}, but the VLA at {path} "
+                                 "lacks that input: resume from an earlier stage or change the recipe")
         if (Path(path) / "metrics.json").is_file():  # the finished stages' history and time
             previous = json.loads((Path(path) / "metrics.json").read_text())
     t_data = time.perf_counter() - t0
