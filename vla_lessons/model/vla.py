@@ -183,7 +183,8 @@ class PrismaticVLA(PrismaticVLM):
             return None
         if wrist_pixel_values is None:
             raise ValueError("this VLA reads the wrist camera too (config.num_images == 2): pass wrist_pixel_values "
-                             f"({batch}, 6, S, S) from model.preprocess(wrist_images) (predict_action takes wrist_image)")
+                             f"({batch}, 6, S, S) from model.preprocess(wrist_images), or to predict_actions "
+                             "wrist_images uint8 (B, H, W, 3), to predict_action wrist_image uint8 (H, W, 3)")
         s = self.config.image_size
         if (not isinstance(wrist_pixel_values, torch.Tensor) or wrist_pixel_values.dtype != torch.float32
                 or tuple(wrist_pixel_values.shape) != (batch, 6, s, s)):
@@ -334,14 +335,8 @@ class PrismaticVLA(PrismaticVLM):
             states = self.normalize_proprio(proprio, key)
             if len(states) != len(images):
                 raise ValueError(f"give one robot state per image: {len(images)} images, {len(states)} states")
-        wrist = None
-        if wrist_images is not None or self.config.num_images == 2:
-            if wrist_images is None:
-                raise ValueError(f"this VLA reads the wrist camera too: pass wrist_images, uint8 "
-                                 f"({len(images)}, H, W, 3) (predict_action: wrist_image, uint8 (H, W, 3))")
-            if self.config.num_images == 1:
-                raise ValueError("this VLA reads the scene camera only (config.num_images == 1); "
-                                 "do not pass wrist images")
+        wrist = None  # a missing or unexpected wrist camera is reported by wrist_tokens
+        if wrist_images is not None:
             wrist_images = np.asarray(wrist_images)
             if wrist_images.shape != images.shape or wrist_images.dtype != np.uint8:
                 raise ValueError(f"wrist_images must be uint8 of the scene images' shape {images.shape}, "

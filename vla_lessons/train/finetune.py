@@ -393,6 +393,8 @@ def heading_by_step(predicted, frames: ActionFrames, max_step: int = 6) -> list[
     direction, 0: at right angles), ``error_cm``, the mean |predicted - expert| (dx, dy) distance, and
     ``move_cm``, the mean length of the expert's own (dx, dy), both in cm.
     """
+    if isinstance(max_step, bool) or not isinstance(max_step, int) or max_step < 1:
+        raise ValueError(f"max_step must be a positive int, got {max_step!r}")
     predicted = np.asarray(predicted, dtype=np.float64)
     if predicted.shape != frames.actions.shape:
         raise ValueError(f"predicted must be (N, 7) = {frames.actions.shape} like frames.actions, got {predicted.shape}")
