@@ -90,3 +90,17 @@ def test_strategy_table_is_the_full_run_with_every_strategy():
         cl = r["closed_loop"]
         assert cl["all"]["episodes"] == 3 * data["settings"]["eval_episodes"]
         assert cl["all"]["success"] == sum(cl[f]["success"] for f in ("pick", "place", "push"))
+
+
+def test_privileged_ceiling_is_the_full_run_with_each_head():
+    from vla_lessons.train.privileged import HEADS, load_privileged
+
+    data = load_privileged()
+    assert data["dataset"] == "tabletop_train" and data["episodes_per_family"] >= 50
+    heads = [(r["config"]["head"], r["config"]["label_sigma"]) for r in data["rows"]]
+    assert {h for h, _ in heads} == set(HEADS) and len(set(heads)) == len(heads) == 3
+    for r in data["rows"]:
+        cl = r["closed_loop"]
+        assert [cl[f]["episodes"] for f in ("pick", "place", "push")] == [data["episodes_per_family"]] * 3
+        assert cl["all"]["success"] == sum(cl[f]["success"] for f in ("pick", "place", "push"))
+        assert np.isfinite(r["final_loss"])

@@ -124,6 +124,17 @@ def build_cofinetune_target(only: list[str] | None = None) -> list[dict]:
     return [{"name": "cofinetune", "seconds": summary["seconds"]["total"]}]
 
 
+@target("privileged", "the privileged ceiling: an MLP handed the ground truth, per action head (data/results/)")
+def build_privileged_target(only: list[str] | None = None) -> list[dict]:
+    """Lesson 06's ceiling with perfect perception. See :func:`vla_lessons.train.privileged.build_privileged`."""
+    if only is not None and "privileged" not in only:
+        return []
+    from vla_lessons.train.privileged import build_privileged
+
+    summary = build_privileged()
+    return [{"name": "privileged", "seconds": summary["seconds"]}]
+
+
 @target("strategies", "the OpenVLA fine-tuning strategies on the mini VLA (data/results/)")
 def build_strategies_target(only: list[str] | None = None) -> list[dict]:
     """The strategy table of lesson 07. See :func:`vla_lessons.train.strategies.build_strategies`."""

@@ -93,6 +93,11 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
     try:
         obs = [env.reset(seed=int(s), options={"task": f})[0] for env, f, s in zip(envs, families, seeds)]
         results = [EpisodeResult(f, int(s), o["instruction"], False, 0) for f, s, o in zip(families, seeds, obs)]
+        privileged = None
+        if getattr(policy, "needs_privileged", False):  # lesson 06's privileged ceiling: ground truth at reset
+            from vla_lessons.train.privileged import privileged_features
+
+            privileged = [privileged_features(env) for env in envs]
         frames = [[o["image"]] for o in obs] if keep_frames else None
         active = list(range(len(envs)))
         while active:
@@ -102,6 +107,8 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
             extra = {}
             if getattr(policy, "needs_wrist", False):
                 extra["wrist_images"] = np.stack([obs[i]["wrist_image"] for i in active])
+            if privileged is not None:
+                extra["privileged"] = np.stack([privileged[i] for i in active])
             actions = _check_actions(policy(*inputs, **extra), len(active))
             still = []
             for a, i in zip(actions, active):

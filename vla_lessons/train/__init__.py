@@ -6,6 +6,8 @@ Introduced in lesson 06.
   metrics (loss, action-token accuracy, L1), co-fine-tuning with VQA
 * :mod:`.cofinetune` -- RT-2's co-fine-tuning measured: VQA ratio against held-out action accuracy
   and VQA retention (:func:`cofinetune_table`, ``data/results/cofinetune.json``)
+* :mod:`.privileged` -- the ceiling with perfect perception: an MLP handed the simulator's ground
+  truth, with a regression or a 256-bin head (``data/results/privileged.json``)
 """
 
 from .finetune import (ActionFrames, FinetuneConfig, FinetuneResult, evaluate_actions, finetune_vla,
@@ -17,6 +19,12 @@ __all__ = ["ActionFrames", "FinetuneConfig", "FinetuneResult", "evaluate_actions
 from .cofinetune import build_cofinetune, cofinetune_table, load_cofinetune  # noqa: E402
 
 __all__ += ["build_cofinetune", "cofinetune_table", "load_cofinetune"]
+
+from .privileged import (PrivilegedConfig, PrivilegedPolicy, build_privileged, episode_features,  # noqa: E402
+                         load_privileged, privileged_features, privileged_policy, train_privileged)
+
+__all__ += ["PrivilegedConfig", "PrivilegedPolicy", "build_privileged", "episode_features", "load_privileged",
+            "privileged_features", "privileged_policy", "train_privileged"]
 
 # Lesson 07: LoRA by hand and with peft (:mod:`.lora`); the OpenVLA paper's fine-tuning strategies with
 # measured memory (:mod:`.strategies`, ``data/results/strategies.json``).
