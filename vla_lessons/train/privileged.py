@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from vla_lessons import env
+from vla_lessons.actions.bins import QuantileNormalizer, UniformBinTokenizer
 
 HEADS = ("regression", "bins")
 DIRECTIONS = ("left", "right", "forward", "backward")
@@ -93,12 +94,6 @@ def episode_features(root) -> np.ndarray:
     return np.stack(rows)
 
 
-def _scale(x, low, high) -> np.ndarray:
-    """Into [-1, 1] by (low, high) per column; a constant column maps to 0."""
-    span = np.where(high > low, high - low, 1.0)
-    return np.where(high > low, np.clip(2 * (x - low) / span - 1, -1, 1), 0.0).astype(np.float32)
-
-
 class PrivilegedPolicy(torch.nn.Module):
     """An MLP: (robot state (8,), privileged features (N_FEATURES,)) -> action (7,).
 
@@ -114,6 +109,10 @@ class PrivilegedPolicy(torch.nn.Module):
         self.head, self.n_bins = head, int(n_bins)
         self.stats = {k: np.asarray(stats[k], dtype=np.float64) for k in ("x_low", "x_high", "y_low", "y_high")}
         n_in, n_out = len(self.stats["x_low"]), len(self.stats["y_low"])
+        # lesson 02's normalisation (every dimension, the gripper too) and, for "bins", its uniform bins
+        self.x_norm = QuantileNormalizer(self.stats["x_low"], self.stats["x_high"], np.ones(n_in, bool))
+        self.y_norm = QuantileNormalizer(self.stats["y_low"], self.stats["y_high"], np.ones(n_out, bool))
+        self.bins = UniformBinTokenizer(self.n_bins)
         self.action_dim = n_out
         self.net = torch.nn.Sequential(
             torch.nn.Linear(n_in, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
@@ -131,7 +130,7 @@ class PrivilegedPolicy(torch.nn.Module):
         x = np.concatenate([states, privileged], axis=1)
         if not np.isfinite(x).all():
             raise ValueError("states or privileged features contain NaN or inf")
-        return torch.as_tensor(_scale(x, self.stats["x_low"], self.stats["x_high"]))
+        return torch.as_tensor(self.x_norm.normalize(x), dtype=torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scaled inputs (B, n_in) -> (B, 7) scaled actions, or (B, 7, n_bins) logits for ``"bins"``."""
@@ -140,11 +139,10 @@ class PrivilegedPolicy(torch.nn.Module):
 
     def targets(self, actions) -> torch.Tensor:
         """Raw actions (B, 7) -> scaled actions (B, 7), or bin indices long (B, 7) for ``"bins"``."""
-        y = _scale(np.asarray(actions, np.float64), self.stats["y_low"], self.stats["y_high"])
+        y = self.y_norm.normalize(np.asarray(actions, np.float64))
         if self.head == "bins":
-            edges = np.linspace(-1.0, 1.0, self.n_bins + 1)
-            return torch.as_tensor(np.clip(np.digitize(y, edges) - 1, 0, self.n_bins - 1), dtype=torch.long)
-        return torch.as_tensor(y)
+            return torch.as_tensor(self.bins.encode(y), dtype=torch.long)
+        return torch.as_tensor(y, dtype=torch.float32)
 
     @torch.no_grad()
     def act(self, states, privileged) -> np.ndarray:
@@ -155,13 +153,8 @@ class PrivilegedPolicy(torch.nn.Module):
             out = self(self.inputs(states, privileged))
         finally:
             self.train(was_training)
-        if self.head == "bins":
-            edges = np.linspace(-1.0, 1.0, self.n_bins + 1)
-            scaled = ((edges[:-1] + edges[1:]) / 2)[out.argmax(-1).numpy()]
-        else:
-            scaled = out.numpy().astype(np.float64)
-        low, high = self.stats["y_low"], self.stats["y_high"]
-        actions = (scaled + 1) / 2 * (high - low) + low
+        scaled = self.bins.decode(out.argmax(-1).numpy()) if self.head == "bins" else out.numpy().astype(np.float64)
+        actions = self.y_norm.unnormalize(scaled)
         actions[:, -1] = (actions[:, -1] > 0.5).astype(np.float64)  # the gripper is open (1) or closed (0)
         return actions
 
@@ -305,7 +298,7 @@ def load_privileged(path=None) -> dict:
     """
     path = Path(path) if path is not None else RESULTS_PATH
     if not path.is_file():
-        raise ValueError(f"no privileged-policy results at {path}; run `python -m vla_lessons.train.privileged`")
+        raise ValueError(f"no privileged-policy results at {path}; run `python -m vla_lessons.build privileged`")
     return json.loads(path.read_text())
 
 
