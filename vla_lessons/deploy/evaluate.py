@@ -79,8 +79,10 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
     """Run ``len(seeds)`` episodes side by side, one env each, until every one has ended.
 
     Introduced in lesson 06. ``families[i]`` and ``seeds[i]`` set episode ``i``; the policy sees the
-    scene camera at ``image_size`` px (the training data's size). Torch runs on ``threads`` threads
-    during the rollout (1: fastest for small batches on a shared machine).
+    scene camera at ``image_size`` px (the training data's size). A policy whose ``needs_state``,
+    ``needs_wrist`` or ``needs_privileged`` is set also gets the robot states, ``wrist_images=`` or
+    ``privileged=`` (:func:`~vla_lessons.train.privileged.privileged_features`, read at reset). Torch
+    runs on ``threads`` threads during the rollout (1: fastest for small batches on a shared machine).
     """
     from vla_lessons.sim import TabletopEnv
 
