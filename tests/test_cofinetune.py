@@ -118,7 +118,7 @@ def test_print_table_and_load(tmp_path, capsys):
     assert len(lines) == 3 and lines[2].split() == ["vqa_ratio", "0.25", "0.400", "0.1000", "0.250", "0.50"]
     (tmp_path / "t.json").write_text(json.dumps(table))
     assert load_cofinetune(tmp_path / "t.json") == table
-    with pytest.raises(ValueError, match="no co-fine-tuning results"):
+    with pytest.raises(FileNotFoundError, match="no co-fine-tuning results"):
         load_cofinetune(tmp_path / "missing.json")
 
 

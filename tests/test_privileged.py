@@ -78,7 +78,7 @@ def test_bad_settings_are_refused(lessons):
         train_privileged(frames, features[:2], PrivilegedConfig(steps=1))
     with pytest.raises(ValueError, match="PrivilegedPolicy"):
         privileged_policy(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="no privileged-policy results"):
+    with pytest.raises(FileNotFoundError, match="no privileged-policy results"):
         load_privileged("/nonexistent/privileged.json")
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,30 @@ WRIST_FROM_STAGE = {"fast": None, "full": None}
 HELDOUT_FRACTION = 0.05
 
 
+@dataclass(frozen=True)
+class LocaliseConfig:
+    """The localisation objective of the build (:mod:`~vla_lessons.train.localise`).
+
+    From stage ``from_stage`` on, the VLA gets learned 2-D patch positions; before that stage's
+    action steps, its towers, projector and positions are trained for ``warmup_steps`` on "where
+    is the X?" alone (``batch_size`` questions a step), and every stage from then on keeps the
+    objective up through its ``FinetuneConfig.loc_batch``. ``scenes``/``heldout_scenes``: the
+    rendered scenes to train on and to score on (seeds ``seed``...).
+    """
+
+    from_stage: int = 2
+    warmup_steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-4
+    scenes: int = 3000
+    heldout_scenes: int = 200
+    seed: int = 3_000_000
+
+
+#: The localisation objective of each mode (None: none).
+LOCALISE = {"fast": None, "full": None}
+
+
 def split_episodes(frames, fraction: float = HELDOUT_FRACTION):
     """``(train, heldout)`` :class:`ActionFrames`: the last ``fraction`` of the episodes held out."""
     n_eps = int(frames.episodes.max()) + 1
@@ -89,7 +113,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      eval_episodes: int | None = None, checkpoint_dir=None, checkpoint_every: int = 0,
                      progress: bool = True, start_from=None, vlm_dir=None,
                      visual_position: str | None = None, proprio_from: int | str | None = "course",
-                     wrist_from: int | str | None = "course") -> dict:
+                     wrist_from: int | str | None = "course", localise: LocaliseConfig | None | str = "course") -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
@@ -98,7 +122,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     stage). ``start_from=(k, path)`` resumes after stage ``k`` from a VLA saved at its end
     (the build never needs it; it saves recomputing finished stages). ``proprio_from``: the stage
     from which the VLA reads the robot state (``"course"``: :data:`PROPRIO_FROM_STAGE`; None: never);
-    ``wrist_from``, the same for the wrist camera (:data:`WRIST_FROM_STAGE`).
+    ``wrist_from``, the same for the wrist camera (:data:`WRIST_FROM_STAGE`); ``localise``, the
+    localisation objective (``"course"``: :data:`LOCALISE`; None: none).
     """
     from vla_lessons.data.recipes import build_dataset, course_recipes
     from vla_lessons.data.layout import DatasetNotFoundError
@@ -110,6 +135,14 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     stages = tuple(stages or COURSE_FINETUNE["full" if full else "fast"])
     eval_episodes = eval_episodes or (50 if full else 10)
     out_dir = Path(out_dir) if out_dir is not None else VLA_DIR
+    if localise == "course":
+        localise = LOCALISE["full" if full else "fast"]
+    if localise is not None and not 0 <= localise.from_stage < len(stages):
+        raise ValueError(f"localise.from_stage must be a stage index in [0, {len(stages) - 1}], got {localise.from_stage}")
+    first = localise.from_stage if localise is not None else len(stages)
+    if any(c.loc_batch for c in stages[:first]):
+        raise ValueError("a stage has loc_batch > 0 but the localisation objective starts later or never "
+                         "(pass localise=LocaliseConfig(from_stage=...))")
     t0 = time.perf_counter()
     recipe = course_recipes(full)["tabletop_train"]
     try:
@@ -153,6 +186,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
               f"{len(heldout)} held out; fine-tuning {' + '.join(str(c.steps) for c in stages)} steps", flush=True)
     history = [{"stage": 0, **h} for h in previous["history"]]
     seconds, offset = previous["seconds"]["train"], sum(c.steps for c in stages[:done])
+    loc = None
     for k, config in enumerate(stages[done:], start=done):
         if proprio_from is not None and k == proprio_from and not model.config.proprio_dim:
             from vla_lessons.model.vla import add_proprio
@@ -163,12 +197,20 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
             from vla_lessons.model.vla import add_wrist_camera
 
             model = add_wrist_camera(model)
+        if localise is not None and k >= localise.from_stage and loc is None:
+            loc = _start_localisation(model, localise, k == localise.from_stage, progress)
+            model = loc["model"]
         callback = None
         if checkpoint_dir is not None and checkpoint_every:
             def callback(step, m, k=k):
                 save_vla(m, Path(checkpoint_dir) / f"stage{k}_step_{step:05d}")
         result = finetune_vla(model, train, config, unnorm_key=UNNORM_KEY, progress=progress,
-                              callback=callback, callback_every=checkpoint_every)
+                              callback=callback, callback_every=checkpoint_every,
+                              where=loc["train"] if loc else None, loc_head=loc["head"] if loc else None)
+        if loc is not None:
+            from vla_lessons.train.localise import localisation_error
+
+            loc["after_stage"].append({"stage": k, **localisation_error(model, loc["head"], loc["heldout"])})
         history += [{**h, "stage": k, "step": h["step"] + offset} for h in result.history]
         seconds += result.seconds
         offset += config.steps
@@ -189,6 +231,10 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         "proprio_from_stage": proprio_from, "wrist_from_stage": wrist_from,
         "num_images": model.config.num_images, "visual_position": model.config.visual_position,
         "resumed_after_stage": done or None,
+        "localise": None if loc is None else {"config": asdict(localise), "warmup": loc["warmup"],
+                                              "heldout_after_stage": loc["after_stage"],
+                                              "questions": len(loc["train"]), "heldout_questions": len(loc["heldout"]),
+                                              "seconds": loc["seconds"]},
         "history": history,
         "heldout_teacher_forced": heldout_metrics,
         "closed_loop": {"episodes_per_family": eval_episodes, "vla": success_table(results),
@@ -200,6 +246,32 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     summary["bytes"] = sum(p.stat().st_size for p in out_dir.iterdir() if p.is_file())
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _start_localisation(model, localise: LocaliseConfig, warm_up: bool, progress: bool) -> dict:
+    """Render the "where" scenes, add patch positions, make the head and (``warm_up``) train it alone."""
+    from vla_lessons.model.vla import vla_from_vlm
+    from vla_lessons.train.localise import LocalisationHead, localisation_error, render_where, train_localisation
+
+    t0 = time.perf_counter()
+    train = render_where(localise.scenes, localise.seed)
+    heldout = render_where(localise.heldout_scenes, localise.seed + localise.scenes + 100_000, phrases=train.phrases)
+    if model.patch_position is None:
+        c = model.config
+        model = vla_from_vlm(model, model.tokenizer, c.norm_stats, layout=c.action_layout, visual_position="learned-2d",
+                             proprio_dim=c.proprio_dim, num_images=c.num_images)
+    env.seed_everything(localise.seed)
+    head = LocalisationHead.for_data(model, train)
+    before = localisation_error(model, head, heldout)
+    warmup = [{"step": 0, "loss": None, "median_cm": before["median_cm"]}]
+    if progress:
+        print(f"[vla] localisation: {len(train)} questions on {localise.scenes} scenes, "
+              f"held-out {before['median_cm']:.1f} cm before training", flush=True)
+    if warm_up and localise.warmup_steps:
+        warmup += train_localisation(model, head, train, steps=localise.warmup_steps, batch_size=localise.batch_size,
+                                     lr=localise.lr, seed=localise.seed, heldout=heldout, progress=progress)
+    return {"model": model, "head": head, "train": train, "heldout": heldout, "warmup": warmup,
+            "after_stage": [], "seconds": time.perf_counter() - t0}
 
 
 def load_course_vla(path=None):

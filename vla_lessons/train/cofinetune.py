@@ -295,7 +295,8 @@ def load_cofinetune(path=None) -> dict:
     """
     path = Path(path) if path is not None else RESULTS_PATH
     if not path.is_file():
-        raise ValueError(f"no co-fine-tuning results at {path}; run `python -m vla_lessons.train.cofinetune`")
+        raise FileNotFoundError(f"no co-fine-tuning results at {path}; build them with "
+                                "`python -m vla_lessons.build cofinetune` (VLA_FULL=1 for the full run)")
     return json.loads(path.read_text())
 
 

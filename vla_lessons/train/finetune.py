@@ -123,6 +123,8 @@ class FinetuneConfig:
     ``vision_lr_scale``: the vision backbone's and the projector's learning rate relative to
     ``lr`` (1 = one rate for all, OpenVLA's recipe).
     ``label_sigma``: Gaussian soft targets over neighbouring bins, in bins (0 = one-hot, OpenVLA's).
+    ``loc_batch``: "where is the X?" questions added to each step (0 = none), their loss weighted
+    by ``loc_weight`` (:mod:`~vla_lessons.train.localise`; needs ``where=`` and ``loc_head=``).
     """
 
     steps: int
@@ -136,8 +138,14 @@ class FinetuneConfig:
     seed: int = 0
     vision_lr_scale: float = 1.0
     label_sigma: float = 0.0
+    loc_batch: int = 0
+    loc_weight: float = 1.0
 
     def __post_init__(self):
+        if isinstance(self.loc_batch, bool) or not isinstance(self.loc_batch, int) or self.loc_batch < 0:
+            raise ValueError(f"loc_batch must be an int >= 0 (questions per step), got {self.loc_batch!r}")
+        if not (math.isfinite(self.loc_weight) and self.loc_weight >= 0):
+            raise ValueError(f"loc_weight must be a number >= 0, got {self.loc_weight!r}")
         if not (math.isfinite(self.label_sigma) and self.label_sigma >= 0):
             raise ValueError(f"label_sigma must be a number >= 0 (bins), got {self.label_sigma!r}")
         if not (math.isfinite(self.vision_lr_scale) and self.vision_lr_scale >= 0):
@@ -269,7 +277,7 @@ def _vqa_loss(model, vqa, index: np.ndarray) -> torch.Tensor:
 
 def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_key: str | None = None,
                  vqa=None, parameters=None, progress: bool = True, threads: int | None = 1,
-                 callback=None, callback_every: int = 0) -> FinetuneResult:
+                 callback=None, callback_every: int = 0, where=None, loc_head=None) -> FinetuneResult:
     """Fine-tune ``model`` (a :class:`~vla_lessons.model.vla.PrismaticVLA`) in place on ``frames``.
 
     Introduced in lesson 06.
@@ -285,9 +293,13 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
         threads: torch threads while training (1 is fastest on a busy 2-core machine).
         callback, callback_every: ``callback(step, model)`` every ``callback_every`` steps
             (the build saves checkpoints with it).
+        where, loc_head: a :class:`~vla_lessons.train.localise.WhereData` and the
+            :class:`~vla_lessons.train.localise.LocalisationHead` trained along (``config.loc_batch``).
     """
     if config.vqa_ratio > 0 and vqa is None:
         raise ValueError("config.vqa_ratio > 0 needs vqa data (a VQAData)")
+    if config.loc_batch and (where is None or loc_head is None):
+        raise ValueError("config.loc_batch > 0 needs where= (a WhereData) and loc_head= (a LocalisationHead)")
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
@@ -297,6 +309,9 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
               for p in getattr(model, part).parameters()}
     groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0},
               {"params": [p for p in params if id(p) in vision], "scale": config.vision_lr_scale}]
+    if config.loc_batch:
+        groups.append({"params": list(loc_head.parameters()), "scale": 1.0})
+        loc_head.train()
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
                                   weight_decay=config.weight_decay)
     n_vqa = int(round(config.batch_size * config.vqa_ratio)) if vqa is not None else 0
@@ -321,9 +336,15 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
             if n_vqa:
                 vqa_loss = _vqa_loss(model, vqa, rng.integers(0, len(vqa.samples), n_vqa))
                 total = (n_act * loss + n_vqa * vqa_loss) / config.batch_size
+            loc_loss = None
+            if config.loc_batch:
+                from vla_lessons.train.localise import localisation_loss
+
+                loc_loss = localisation_loss(model, loc_head, where, rng.integers(0, len(where), config.loc_batch))
+                total = total + config.loc_weight * loc_loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(params + (list(loc_head.parameters()) if config.loc_batch else []), 1.0)
             optimizer.step()
             row = {"loss": float(loss.detach()), **action_metrics(model, logits, targets)}
             if callback is not None and callback_every and (step + 1) % callback_every == 0:
@@ -332,6 +353,8 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
                 model.train()
             if vqa_loss is not None:
                 row["vqa_loss"] = float(vqa_loss.detach())
+            if loc_loss is not None:
+                row["loc_loss"] = float(loc_loss.detach())
             window.append(row)
             if (step + 1) % config.log_every == 0 or step == config.steps - 1:
                 mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
@@ -345,6 +368,8 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
     finally:
         torch.set_num_threads(before)
         model.eval()
+        if loc_head is not None:
+            loc_head.eval()
     result.seconds = time.perf_counter() - start
     return result
 

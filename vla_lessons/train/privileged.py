@@ -298,7 +298,8 @@ def load_privileged(path=None) -> dict:
     """
     path = Path(path) if path is not None else RESULTS_PATH
     if not path.is_file():
-        raise ValueError(f"no privileged-policy results at {path}; run `python -m vla_lessons.build privileged`")
+        raise FileNotFoundError(f"no privileged-policy results at {path}; build them with "
+                                "`python -m vla_lessons.build privileged` (VLA_FULL=1 for the full run)")
     return json.loads(path.read_text())
 
 

@@ -353,8 +353,8 @@ def load_strategies(path=None) -> dict:
     """
     path = Path(path) if path is not None else RESULTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; build it with `python -m vla_lessons.train.strategies` "
-                                "(VLA_FULL=1 for the full run)")
+        raise FileNotFoundError(f"no strategy results at {path}; build them with "
+                                "`python -m vla_lessons.build strategies` (VLA_FULL=1 for the full run)")
     return json.loads(path.read_text())
 
 
