@@ -1,8 +1,11 @@
 """The set-up files agree with each other, and the README's commands are the ones CI runs."""
 
 import re
+import subprocess
+import sys
 import tomllib
 
+import pytest
 import yaml
 
 from vla_lessons import env
@@ -56,3 +59,11 @@ def test_readme_lists_every_lesson():
     for nb in nbt.lesson_files(ROOT / "notebooks"):
         assert re.search(rf"\b{nb.stem}\b|notebooks/{re.escape(nb.name)}", readme), \
             f"README's lesson table misses {nb.name}"
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "scripts" / "experiments").glob("*.py")), ids=lambda p: p.name)
+def test_experiment_scripts_import_and_explain_themselves(script):
+    """The README's experiment rows are re-run with these scripts: their imports must still resolve."""
+    out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage:" in out.stdout and "positional arguments" in out.stdout

@@ -8,6 +8,8 @@ Introduced in lesson 06.
   and VQA retention (:func:`cofinetune_table`, ``data/results/cofinetune.json``)
 * :mod:`.privileged` -- the ceiling with perfect perception: an MLP handed the simulator's ground
   truth, with a regression or a 256-bin head (``data/results/privileged.json``)
+* :mod:`.localise` -- a localisation objective for the VLA's vision: "where is the X?" scenes, a
+  training-only :class:`~.localise.LocalisationHead`, the loss :func:`finetune_vla` adds (``loc_batch``)
 """
 
 from .finetune import (ActionFrames, FinetuneConfig, FinetuneResult, evaluate_actions, finetune_vla,
@@ -25,6 +27,12 @@ from .privileged import (PrivilegedConfig, PrivilegedPolicy, build_privileged, e
 
 __all__ += ["PrivilegedConfig", "PrivilegedPolicy", "build_privileged", "episode_features", "load_privileged",
             "privileged_features", "privileged_policy", "train_privileged"]
+
+from .localise import (LocalisationHead, WhereData, localisation_error, localisation_loss,  # noqa: E402
+                       render_where, train_localisation)
+
+__all__ += ["LocalisationHead", "WhereData", "localisation_error", "localisation_loss", "render_where",
+            "train_localisation"]
 
 # Lesson 07: LoRA by hand and with peft (:mod:`.lora`); the OpenVLA paper's fine-tuning strategies with
 # measured memory (:mod:`.strategies`, ``data/results/strategies.json``).

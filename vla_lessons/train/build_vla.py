@@ -198,7 +198,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
 
             model = add_wrist_camera(model)
         if localise is not None and k >= localise.from_stage and loc is None:
-            loc = _start_localisation(model, localise, k == localise.from_stage, progress)
+            loc = start_localisation(model, localise, warm_up=k == localise.from_stage, progress=progress)
             model = loc["model"]
         callback = None
         if checkpoint_dir is not None and checkpoint_every:
@@ -248,8 +248,15 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     return summary
 
 
-def _start_localisation(model, localise: LocaliseConfig, warm_up: bool, progress: bool) -> dict:
-    """Render the "where" scenes, add patch positions, make the head and (``warm_up``) train it alone."""
+def start_localisation(model, localise: LocaliseConfig, warm_up: bool = True, progress: bool = True) -> dict:
+    """Set up the localisation objective on ``model``: render the scenes, add patch positions, make a head.
+
+    Introduced in lesson 06. With ``warm_up`` the head, towers, projector and positions first
+    train on the objective alone for ``localise.warmup_steps``. Returns ``{"model"`` (``model``, or
+    a copy with learned 2-D patch positions), ``"head"``, ``"train"``, ``"heldout"`` (WhereData),
+    ``"warmup"`` (the log, from step 0), ``"after_stage"`` (empty; the build appends to it),
+    ``"seconds"}``.
+    """
     from vla_lessons.model.vla import vla_from_vlm
     from vla_lessons.train.localise import LocalisationHead, localisation_error, render_where, train_localisation
 
