@@ -118,5 +118,5 @@ def test_run_strategies_starts_each_from_the_same_model(tiny_vla, frames, tmp_pa
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"strategies": rows}))
     assert load_strategies(path)["strategies"][0]["strategy"] == "last_layer"
-    with pytest.raises(FileNotFoundError, match="python -m vla_lessons.train.strategies"):
+    with pytest.raises(FileNotFoundError, match="python -m vla_lessons.build strategies"):
         load_strategies(tmp_path / "missing.json")
