@@ -147,3 +147,18 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
+
+
+def read_results(path, what: str, target: str) -> dict:
+    """The JSON a build target wrote at ``path``; a missing file is a ``FileNotFoundError`` naming the target.
+
+    ``what`` names the results in the message (``"strategy results"``), ``target`` the
+    ``python -m vla_lessons.build`` target that writes them.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}; build them with "
+                                f"`python -m vla_lessons.build {target}` (VLA_FULL=1 for the full run)")
+    return json.loads(path.read_text())

@@ -293,11 +293,7 @@ def load_cofinetune(path=None) -> dict:
 
     Introduced in lesson 06.
     """
-    path = Path(path) if path is not None else RESULTS_PATH
-    if not path.is_file():
-        raise FileNotFoundError(f"no co-fine-tuning results at {path}; build them with "
-                                "`python -m vla_lessons.build cofinetune` (VLA_FULL=1 for the full run)")
-    return json.loads(path.read_text())
+    return env.read_results(path if path is not None else RESULTS_PATH, "co-fine-tuning results", "cofinetune")
 
 
 if __name__ == "__main__":

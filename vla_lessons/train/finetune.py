@@ -309,8 +309,10 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
               for p in getattr(model, part).parameters()}
     groups = [{"params": [p for p in params if id(p) not in vision], "scale": 1.0},
               {"params": [p for p in params if id(p) in vision], "scale": config.vision_lr_scale}]
+    clipped = params
     if config.loc_batch:
         groups.append({"params": list(loc_head.parameters()), "scale": 1.0})
+        clipped = params + groups[-1]["params"]
         loc_head.train()
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -344,7 +346,7 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
                 total = total + config.loc_weight * loc_loss
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            torch.nn.utils.clip_grad_norm_(params + (list(loc_head.parameters()) if config.loc_batch else []), 1.0)
+            torch.nn.utils.clip_grad_norm_(clipped, 1.0)
             optimizer.step()
             row = {"loss": float(loss.detach()), **action_metrics(model, logits, targets)}
             if callback is not None and callback_every and (step + 1) % callback_every == 0:

@@ -351,11 +351,7 @@ def load_strategies(path=None) -> dict:
 
     Introduced in lesson 07. A missing file is a ``FileNotFoundError`` that says how to build it.
     """
-    path = Path(path) if path is not None else RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no strategy results at {path}; build them with "
-                                "`python -m vla_lessons.build strategies` (VLA_FULL=1 for the full run)")
-    return json.loads(path.read_text())
+    return env.read_results(path if path is not None else RESULTS_FILE, "strategy results", "strategies")
 
 
 if __name__ == "__main__":
