@@ -110,5 +110,9 @@ def test_the_build_refuses_a_localisation_batch_without_the_objective():
         build_course_vla("unused", full=False, stages=stages, localise=None)
     with pytest.raises(ValueError, match="loc_batch > 0 but the localisation objective"):
         build_course_vla("unused", full=False, stages=stages[::-1], localise=LocaliseConfig(from_stage=1))
+    with pytest.raises(ValueError, match="warmup_steps must be an int >= 0"):
+        LocaliseConfig(warmup_steps=-1)
+    with pytest.raises(ValueError, match="lr must be a positive number"):
+        LocaliseConfig(lr=float("nan"))
     with pytest.raises(ValueError, match="from_stage must be a stage index"):
         build_course_vla("unused", full=False, stages=stages, localise=LocaliseConfig(from_stage=2))

@@ -20,6 +20,7 @@ Steps, every one seeded:
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +79,15 @@ class LocaliseConfig:
     scenes: int = 3000
     heldout_scenes: int = 200
     seed: int = 3_000_000
+
+    def __post_init__(self):
+        for name in ("from_stage", "warmup_steps", "batch_size", "scenes", "heldout_scenes", "seed"):
+            value = getattr(self, name)
+            least = 1 if name in ("batch_size", "scenes", "heldout_scenes") else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
 
 
 #: The localisation objective of each mode (None: none).
