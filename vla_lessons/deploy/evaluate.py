@@ -13,6 +13,9 @@ A policy that also reads the robot's state (a VLA with proprioception) says so w
 attribute ``policy.needs_state = True`` and is called ``policy(images, instructions, states)``
 with the raw states (B, 8) of ``obs["state"]``; one that also reads the wrist camera says
 ``policy.needs_wrist = True`` and gets ``wrist_images=`` (B, H, W, 3) of ``obs["wrist_image"]``.
+A policy that predicts *action chunks* says ``policy.chunk_size = K`` and returns (B, K, 7): each
+episode executes its chunk's K actions open loop and only then asks the policy again (action
+chunking, as ACT, pi0 and OpenVLA-OFT do).
 """
 
 from __future__ import annotations
@@ -65,13 +68,23 @@ def _track(env, result: EpisodeResult) -> None:
             result.other_cm = min(result.other_cm, d)
 
 
-def _check_actions(actions, batch: int) -> np.ndarray:
+def _check_actions(actions, batch: int, chunk: int = 1) -> np.ndarray:
+    """The policy's answer as float64 (batch, chunk, 7); a wrong shape or NaN is a ValueError."""
     a = np.asarray(actions, dtype=np.float64)
-    if a.shape != (batch, 7):
-        raise ValueError(f"the policy must return actions of shape ({batch}, 7), got {a.shape}")
+    want = (batch, 7) if chunk == 1 else (batch, chunk, 7)
+    if a.shape != want:
+        raise ValueError(f"the policy must return actions of shape {want}"
+                         + (f" (chunk_size {chunk})" if chunk > 1 else "") + f", got {a.shape}")
     if not np.isfinite(a).all():
         raise ValueError("the policy returned NaN or inf actions")
-    return a
+    return a.reshape(batch, chunk, 7)
+
+
+def _chunk_size(policy) -> int:
+    chunk = getattr(policy, "chunk_size", 1)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"policy.chunk_size must be a positive int, got {chunk!r}")
+    return chunk
 
 
 def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int], *, image_size: int = 96,
@@ -81,13 +94,16 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
     Introduced in lesson 06. ``families[i]`` and ``seeds[i]`` set episode ``i``; the policy sees the
     scene camera at ``image_size`` px (the training data's size). A policy whose ``needs_state``,
     ``needs_wrist`` or ``needs_privileged`` is set also gets the robot states, ``wrist_images=`` or
-    ``privileged=`` (:func:`~vla_lessons.train.privileged.privileged_features`, read at reset). Torch
-    runs on ``threads`` threads during the rollout (1: fastest for small batches on a shared machine).
+    ``privileged=`` (:func:`~vla_lessons.train.privileged.privileged_features`, read at reset). A
+    policy with ``chunk_size = K > 1`` returns (B, K, 7) and is asked again only once an episode
+    has executed its chunk. Torch runs on ``threads`` threads during the rollout (1: fastest for
+    small batches on a shared machine).
     """
     from vla_lessons.sim import TabletopEnv
 
     if len(families) != len(seeds) or not len(seeds):
         raise ValueError(f"need one family per seed, got {len(families)} families and {len(seeds)} seeds")
+    chunk = _chunk_size(policy)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -101,19 +117,24 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
 
             privileged = [privileged_features(env) for env in envs]
         frames = [[o["image"]] for o in obs] if keep_frames else None
+        plans = [[] for _ in envs]  # each episode's actions still to execute
         active = list(range(len(envs)))
         while active:
-            inputs = [np.stack([obs[i]["image"] for i in active]), [obs[i]["instruction"] for i in active]]
-            if getattr(policy, "needs_state", False):
-                inputs.append(np.stack([obs[i]["state"] for i in active]))
-            extra = {}
-            if getattr(policy, "needs_wrist", False):
-                extra["wrist_images"] = np.stack([obs[i]["wrist_image"] for i in active])
-            if privileged is not None:
-                extra["privileged"] = np.stack([privileged[i] for i in active])
-            actions = _check_actions(policy(*inputs, **extra), len(active))
+            ask = [i for i in active if not plans[i]]
+            if ask:
+                inputs = [np.stack([obs[i]["image"] for i in ask]), [obs[i]["instruction"] for i in ask]]
+                if getattr(policy, "needs_state", False):
+                    inputs.append(np.stack([obs[i]["state"] for i in ask]))
+                extra = {}
+                if getattr(policy, "needs_wrist", False):
+                    extra["wrist_images"] = np.stack([obs[i]["wrist_image"] for i in ask])
+                if privileged is not None:
+                    extra["privileged"] = np.stack([privileged[i] for i in ask])
+                for i, planned in zip(ask, _check_actions(policy(*inputs, **extra), len(ask), chunk)):
+                    plans[i] = list(planned)
             still = []
-            for a, i in zip(actions, active):
+            for i in active:
+                a = plans[i].pop(0)
                 obs[i], _, terminated, truncated, info = envs[i].step(a.astype(np.float32))
                 results[i].steps += 1
                 _track(envs[i], results[i])

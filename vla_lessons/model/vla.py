@@ -67,6 +67,9 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
         num_images: 1 (the scene camera, OpenVLA) or 2 (scene + wrist camera, OpenVLA-OFT's
             ``num_images_in_input=2``). Both images go through the same vision backbone and
             projector; the wrist camera's tokens follow the scene camera's.
+        chunk_size: actions per answer (1: OpenVLA, one action of 7 tokens). With ``K > 1`` the
+            VLA answers with the next ``K`` actions, ``7 K`` tokens (action chunking, as ACT,
+            pi0 and OpenVLA-OFT); the robot executes the chunk before it asks again.
     """
 
     model_type = "vla_lessons_prismatic_vla"
@@ -77,9 +80,12 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
     action_dim: int = ACTION_DIM
     proprio_dim: int = 0
     num_images: int = 1
+    chunk_size: int = 1
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or not 1 <= self.chunk_size <= 64:
+            raise ValueError(f"chunk_size must be an int in [1, 64] (actions per answer), got {self.chunk_size!r}")
         if isinstance(self.num_images, bool) or self.num_images not in (1, 2):
             raise ValueError(f"num_images must be 1 (scene camera) or 2 (scene + wrist camera), got {self.num_images!r}")
         if isinstance(self.proprio_dim, bool) or not isinstance(self.proprio_dim, int) or self.proprio_dim < 0:
@@ -252,9 +258,9 @@ class PrismaticVLA(PrismaticVLM):
                             attention_mask: torch.Tensor | None = None, *,
                             restrict: bool = True, proprio: torch.Tensor | None = None,
                             wrist_pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """Greedy decoding of ``action_dim`` tokens with the KV cache: long (B, 7).
+        """Greedy decoding of ``chunk_size * action_dim`` tokens with the KV cache: long (B, 7 K).
 
-        Introduced in lesson 06. Prompts must be left-padded (:func:`encode_action_prompts`).
+        Introduced in lesson 06 (K = ``config.chunk_size``, 1 unless the VLA predicts action chunks). Prompts must be left-padded (:func:`encode_action_prompts`).
         ``restrict=True`` takes the argmax over the action block only; ``restrict=False`` over the
         whole vocabulary (openvla-7b's behaviour), so a text id can come out.
         """
@@ -268,11 +274,12 @@ class PrismaticVLA(PrismaticVLM):
                 extra_tokens=self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values))
             out = self._run_llm(embeds, mask, use_cache=True, logits_to_keep=1)
             new = []
-            for step in range(self.config.action_dim):
+            n_tokens = self.config.action_dim * self.config.chunk_size
+            for step in range(n_tokens):
                 logits = out.logits[:, -1]
                 ids = (logits[:, low:].argmax(-1) + low) if restrict else logits.argmax(-1)
                 new.append(ids)
-                if step == self.config.action_dim - 1:
+                if step == n_tokens - 1:
                     break
                 if mask is not None:
                     mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
@@ -287,7 +294,8 @@ class PrismaticVLA(PrismaticVLM):
                        restrict: bool = True, proprio=None, wrist_image=None) -> np.ndarray:
         """One camera image and one instruction -> the un-normalised action, float64 (7,).
 
-        Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. ``image`` is a
+        Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. A VLA that
+        predicts action chunks returns the chunk's first action (:meth:`predict_action_chunk`: all). ``image`` is a
         uint8 (H, W, 3) array (any square size: it is resized to the model's); ``unnorm_key``
         names the dataset whose statistics un-normalise the action (None when there is one).
         ``proprio``: the raw robot state (P,), needed when ``config.proprio_dim > 0`` (as OFT's
@@ -304,15 +312,46 @@ class PrismaticVLA(PrismaticVLM):
             if wrist.ndim != 3 or wrist.shape[-1] != 3:
                 raise ValueError(f"wrist_image must be one uint8 (H, W, 3) camera image, got shape {wrist.shape}")
             wrist = wrist[None]
-        return self.predict_actions(image[None], [instruction], unnorm_key, restrict=restrict, proprio=states,
-                                    wrist_images=wrist)[0]
+        return self.predict_action_chunk(image, instruction, unnorm_key, restrict=restrict, proprio=proprio,
+                                         wrist_image=wrist_image)[0]
+
+    @torch.no_grad()
+    def predict_action_chunk(self, image, instruction: str, unnorm_key: str | None = None, *,
+                             restrict: bool = True, proprio=None, wrist_image=None) -> np.ndarray:
+        """:meth:`predict_action`, but every action of the chunk: float64 (K, 7), K = ``config.chunk_size``.
+
+        Introduced in lesson 06 (OpenVLA-OFT's ``get_action`` also returns the chunk).
+        """
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"image must be one uint8 (H, W, 3) camera image, got shape {image.shape}")
+        states = None if proprio is None else np.asarray(proprio)[None]
+        wrist = None
+        if wrist_image is not None:
+            wrist = np.asarray(wrist_image)
+            if wrist.ndim != 3 or wrist.shape[-1] != 3:
+                raise ValueError(f"wrist_image must be one uint8 (H, W, 3) camera image, got shape {wrist.shape}")
+            wrist = wrist[None]
+        return self.predict_action_chunks(image[None], [instruction], unnorm_key, restrict=restrict, proprio=states,
+                                          wrist_images=wrist)[0]
 
     @torch.no_grad()
     def predict_actions(self, images, instructions: list[str], unnorm_key: str | None = None, *,
                         restrict: bool = True, proprio=None, wrist_images=None) -> np.ndarray:
         """A batch: uint8 images (B, H, W, 3) and B instructions -> actions float64 (B, 7).
 
-        Introduced in lesson 06. A non-action id (possible only with ``restrict=False``) is a
+        Introduced in lesson 06. The first action of each chunk when the VLA predicts chunks
+        (:meth:`predict_action_chunks`: all of them); the arguments are those of that method.
+        """
+        return self.predict_action_chunks(images, instructions, unnorm_key, restrict=restrict, proprio=proprio,
+                                          wrist_images=wrist_images)[:, 0]
+
+    @torch.no_grad()
+    def predict_action_chunks(self, images, instructions: list[str], unnorm_key: str | None = None, *,
+                              restrict: bool = True, proprio=None, wrist_images=None) -> np.ndarray:
+        """A batch: uint8 images (B, H, W, 3) and B instructions -> action chunks float64 (B, K, 7).
+
+        Introduced in lesson 06. K = ``config.chunk_size`` (1 for OpenVLA). A non-action id (possible only with ``restrict=False``) is a
         ``ValueError`` naming it, never a silently clipped action. ``proprio``: raw robot states
         (B, P) when ``config.proprio_dim > 0``; ``wrist_images``: uint8 (B, H, W, 3) from the wrist
         camera when ``config.num_images == 2``.
@@ -344,7 +383,8 @@ class PrismaticVLA(PrismaticVLM):
             wrist = self.preprocess(wrist_images)
         ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
                                        restrict=restrict, proprio=states, wrist_pixel_values=wrist)
-        return np.asarray(self.action_tokenizer.decode(ids.numpy(), key), dtype=np.float64)
+        ids = ids.numpy().reshape(len(images), self.config.chunk_size, self.config.action_dim)
+        return np.asarray(self.action_tokenizer.decode(ids, key), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- prompts and labels
@@ -416,7 +456,8 @@ def _clean_stats(norm_stats: dict) -> dict:
 
 
 def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla",
-                 visual_position: str | None = None, proprio_dim: int = 0, num_images: int = 1) -> PrismaticVLA:
+                 visual_position: str | None = None, proprio_dim: int = 0, num_images: int = 1,
+                 chunk_size: int | None = None) -> PrismaticVLA:
     """A :class:`PrismaticVLA` holding a copy of ``vlm``'s weights and the action statistics.
 
     Introduced in lesson 06. ``norm_stats``: ``{dataset_name: stats}`` or one LeRobot ``stats.json``
@@ -425,14 +466,17 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
     (:class:`~vla_lessons.model.vlm.PatchPosition2D`); None keeps the VLM's setting.
     ``proprio_dim > 0`` adds a freshly initialised :class:`ProprioProjector` (``norm_stats`` must
     then hold ``"proprio"`` statistics). ``num_images=2`` also reads the wrist camera (no new
-    weights: it shares the backbone and the projector).
+    weights: it shares the backbone and the projector). ``chunk_size``: actions per answer
+    (None: ``vlm``'s own when it is a VLA, else 1).
     """
     fields = {k: v for k, v in vlm.config.to_dict().items()
               if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")}
     if visual_position is not None:
         fields["visual_position"] = visual_position
+    if chunk_size is None:
+        chunk_size = getattr(vlm.config, "chunk_size", 1)
     config = PrismaticVLAConfig(**fields, norm_stats=_clean_stats(norm_stats), action_layout=layout,
-                                proprio_dim=proprio_dim, num_images=num_images)
+                                proprio_dim=proprio_dim, num_images=num_images, chunk_size=chunk_size)
     model = PrismaticVLA(config)
     missing, unexpected = model.load_state_dict(copy.deepcopy(vlm.state_dict()), strict=False)
     if unexpected or any(not k.startswith(("patch_position.", "proprio_projector.")) for k in missing):
@@ -454,6 +498,19 @@ def add_proprio(vla: PrismaticVLA, proprio_stats: dict) -> PrismaticVLA:
     dim = len(np.asarray(proprio_stats["q01"]))
     return vla_from_vlm(vla, vla.tokenizer, stats, layout=vla.config.action_layout, proprio_dim=dim,
                         num_images=vla.config.num_images)
+
+
+def set_action_chunk(vla: PrismaticVLA, chunk_size: int) -> PrismaticVLA:
+    """Make ``vla`` answer with ``chunk_size`` actions (``7 * chunk_size`` tokens); returns it, changed in place.
+
+    Introduced in lesson 06. No weight changes: the action ids are the same, the answer is
+    longer, so the VLA needs fine-tuning on chunks (:func:`~vla_lessons.train.finetune.finetune_vla`
+    trains on the next ``chunk_size`` actions of each step) before its chunks are any good.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 64:
+        raise ValueError(f"chunk_size must be an int in [1, 64], got {chunk_size!r}")
+    vla.config.chunk_size = chunk_size
+    return vla
 
 
 def add_wrist_camera(vla: PrismaticVLA) -> PrismaticVLA:

@@ -58,6 +58,10 @@ PROPRIO_FROM_STAGE = {"fast": 0, "full": 2}
 #: it yet: added to the committed VLA for 1,500 more steps it was ignored (the held-out loss with
 #: the wrist images shuffled between steps was the same, 1.489 against 1.496).
 WRIST_FROM_STAGE = {"fast": None, "full": None}
+#: ``(stage, K)``: from that stage on the VLA answers with the next K actions, 7 K tokens
+#: (action chunking, :func:`~vla_lessons.model.vla.set_action_chunk`), and the rollout executes
+#: each chunk before it asks again; None: one action per answer, as OpenVLA.
+ACTION_CHUNK = {"fast": None, "full": None}
 HELDOUT_FRACTION = 0.05
 
 
@@ -123,7 +127,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      eval_episodes: int | None = None, checkpoint_dir=None, checkpoint_every: int = 0,
                      progress: bool = True, start_from=None, vlm_dir=None,
                      visual_position: str | None = None, proprio_from: int | str | None = "course",
-                     wrist_from: int | str | None = "course", localise: LocaliseConfig | None | str = "course") -> dict:
+                     wrist_from: int | str | None = "course", localise: LocaliseConfig | None | str = "course",
+                     chunk: tuple[int, int] | None | str = "course") -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
@@ -133,7 +138,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     (the build never needs it; it saves recomputing finished stages). ``proprio_from``: the stage
     from which the VLA reads the robot state (``"course"``: :data:`PROPRIO_FROM_STAGE`; None: never);
     ``wrist_from``, the same for the wrist camera (:data:`WRIST_FROM_STAGE`); ``localise``, the
-    localisation objective (``"course"``: :data:`LOCALISE`; None: none).
+    localisation objective (``"course"``: :data:`LOCALISE`; None: none); ``chunk``, ``(stage, K)``
+    for action chunks of K actions from that stage on (``"course"``: :data:`ACTION_CHUNK`; None: none).
     """
     from vla_lessons.data.recipes import build_dataset, course_recipes
     from vla_lessons.data.layout import DatasetNotFoundError
@@ -153,6 +159,11 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     if any(c.loc_batch for c in stages[:first]):
         raise ValueError("a stage has loc_batch > 0 but the localisation objective starts later or never "
                          "(pass localise=LocaliseConfig(from_stage=...))")
+    if chunk == "course":
+        chunk = ACTION_CHUNK["full" if full else "fast"]
+    if chunk is not None and (not isinstance(chunk, tuple) or len(chunk) != 2 or not 0 <= chunk[0] < len(stages)
+                              or isinstance(chunk[1], bool) or not isinstance(chunk[1], int) or chunk[1] < 1):
+        raise ValueError(f"chunk must be None or (stage, K) with K >= 1 and a stage index in [0, {len(stages) - 1}], got {chunk!r}")
     t0 = time.perf_counter()
     recipe = course_recipes(full)["tabletop_train"]
     try:
@@ -207,6 +218,10 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
             from vla_lessons.model.vla import add_wrist_camera
 
             model = add_wrist_camera(model)
+        if chunk is not None and k == chunk[0]:
+            from vla_lessons.model.vla import set_action_chunk
+
+            set_action_chunk(model, chunk[1])
         if localise is not None and k >= localise.from_stage and loc is None:
             loc = start_localisation(model, localise, warm_up=k == localise.from_stage, progress=progress)
             model = loc["model"]
@@ -239,6 +254,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                     "train_frames": len(train), "heldout_frames": len(heldout)},
         "finetune": [asdict(c) for c in stages], "trainable": result.trainable,
         "proprio_from_stage": proprio_from, "wrist_from_stage": wrist_from,
+        "action_chunk": None if chunk is None else {"from_stage": chunk[0], "size": chunk[1]},
         "num_images": model.config.num_images, "visual_position": model.config.visual_position,
         "resumed_after_stage": done or None,
         "localise": None if loc is None else {"config": asdict(localise), "warmup": loc["warmup"],

@@ -204,9 +204,10 @@ def action_metrics(model, logits: torch.Tensor, target_ids: torch.Tensor) -> dic
 
 def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: str | None = None,
                 shift: int = 0, rng: np.random.Generator | None = None, label_sigma: float = 0.0):
-    """``(loss, logits (B, 7, V), target ids (B, 7))`` for the steps at ``index``.
+    """``(loss, logits (B, 7 K, V), target ids (B, 7 K))`` for the steps at ``index``.
 
-    Introduced in lesson 06. The loss is the cross-entropy of the 7 action ids -- the same number
+    Introduced in lesson 06. K is the model's ``chunk_size`` (1 unless it predicts action chunks:
+    then the targets are the step's action and the next K - 1 of its episode, :func:`chunk_indices`). The loss is the cross-entropy of the 7 action ids -- the same number
     ``model(..., labels=...)`` computes with the label mask, but only the last 8 positions' logits
     are computed. ``label_sigma > 0`` spreads each target over its neighbouring bins with a
     Gaussian of that width in bins (:func:`gaussian_bin_targets`), so a near miss costs less than a
@@ -217,7 +218,12 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     images = frames.images[index]
     if shift:
         images = random_shift(images, shift, rng if rng is not None else np.random.default_rng(0))
-    targets = model.action_tokenizer.encode(frames.actions[index], unnorm_key)
+    chunk = getattr(model.config, "chunk_size", 1)
+    if chunk > 1:  # the next `chunk` actions of each step, 7 * chunk ids in a row
+        actions = frames.actions[chunk_indices(frames.episodes, index, chunk)]
+        targets = model.action_tokenizer.encode(actions, unnorm_key).reshape(len(index), -1)
+    else:
+        targets = model.action_tokenizer.encode(frames.actions[index], unnorm_key)
     enc = encode_action_examples(model.tokenizer, [frames.instructions[i] for i in index], targets)
     dim = targets.shape[1]
     extra = {}
@@ -243,6 +249,25 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     else:
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_ids.reshape(-1))
     return loss, logits.detach(), target_ids
+
+
+def chunk_indices(episodes, index, size: int) -> np.ndarray:
+    """For each step at ``index``, the indices of it and its next ``size - 1`` steps: int64 (B, size).
+
+    Introduced in lesson 06 (action chunks). ``episodes`` (N,) keeps each episode's steps together
+    and in order (:func:`load_action_frames`); past an episode's last step the last step repeats
+    (the robot holds its final action, as OpenVLA-OFT pads its chunks).
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    episodes = np.asarray(episodes)
+    index = np.asarray(index, dtype=np.int64)
+    if index.ndim != 1 or (len(index) and (index.min() < 0 or index.max() >= len(episodes))):
+        raise ValueError(f"index must be 1-D step indices in [0, {len(episodes) - 1}]")
+    step_in_episode(episodes)  # raises unless each episode's steps are contiguous
+    last = np.r_[episodes[1:] != episodes[:-1], True]  # the last step of each episode
+    end = np.minimum.accumulate(np.where(last, np.arange(len(episodes)), len(episodes))[::-1])[::-1]
+    return np.minimum(index[:, None] + np.arange(size)[None], end[index][:, None])
 
 
 def gaussian_bin_targets(target_ids: torch.Tensor, vocab_size: int, n_bins: int, sigma: float) -> torch.Tensor:
@@ -447,16 +472,23 @@ def vla_policy(model, unnorm_key: str | None = None):
 
     Introduced in lesson 06. A VLA that reads the robot state gives a policy with
     ``needs_state = True`` (called with the raw ``states`` as a third argument); one that reads
-    the wrist camera, ``needs_wrist = True`` (called with ``wrist_images=``).
+    the wrist camera, ``needs_wrist = True`` (called with ``wrist_images=``). A VLA that predicts
+    action chunks gives ``chunk_size = K`` and returns (B, K, 7): the rollout executes each chunk
+    before it calls again.
     """
     model.eval()
     needs_state = bool(getattr(model.config, "proprio_dim", 0))
     needs_wrist = getattr(model.config, "num_images", 1) == 2
+    chunk = getattr(model.config, "chunk_size", 1)
 
     def policy(images, instructions, states=None, *, wrist_images=None):
+        if chunk > 1:
+            return model.predict_action_chunks(images, list(instructions), unnorm_key, proprio=states,
+                                               wrist_images=wrist_images)
         return model.predict_actions(images, list(instructions), unnorm_key, proprio=states,
                                      wrist_images=wrist_images)
 
     policy.needs_state = needs_state
     policy.needs_wrist = needs_wrist
+    policy.chunk_size = chunk
     return policy
