@@ -2,7 +2,8 @@
 
 Resumes ``build_course_vla`` after the two image stages (a VLA saved at their end, e.g. by a
 build with ``checkpoint_dir``) and runs the third stage -- the robot-state token joins -- with
-the VLA answering the next ``--chunk`` actions (7 tokens each), then the build's closed-loop
+the VLA answering the next ``--chunk`` actions (7 tokens each, or with ``--head l1`` OpenVLA-OFT's
+continuous head), then the build's closed-loop
 evaluation, which executes each chunk before asking again. About 70 minutes on one thread.
 Example::
 
@@ -23,11 +24,13 @@ def main():
     parser.add_argument("--chunk", type=int, default=4, help="actions per answer")
     parser.add_argument("--steps", type=int, default=3000, help="steps of the third stage")
     parser.add_argument("--label-sigma", type=float, default=0.0, help="soft bin targets, in bins (0: one-hot)")
+    parser.add_argument("--head", choices=("tokens", "l1"), default="tokens",
+                        help="action tokens (OpenVLA) or the continuous L1 head with parallel decoding (OpenVLA-OFT)")
     args = parser.parse_args()
     stages = list(COURSE_FINETUNE["full"])
     stages[2] = replace(stages[2], steps=args.steps, label_sigma=args.label_sigma)
     summary = build_course_vla(args.out, full=True, stages=tuple(stages), start_from=(2, args.stage2),
-                               chunk=(2, args.chunk), localise=None)
+                               chunk=(2, args.chunk), action_head=args.head, localise=None)
     print(json.dumps(summary["heldout_teacher_forced"], indent=1))
     print(json.dumps(summary["closed_loop"]["vla"], indent=1))
 

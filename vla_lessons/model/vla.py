@@ -40,6 +40,7 @@ import torch
 
 from vla_lessons.actions.bins import ActionTokenizer
 
+from .action_head import ACTION_HEADS, ActionQueries, L1RegressionHead
 from .vlm import IGNORE_INDEX, PrismaticVLM, PrismaticVLMConfig
 
 #: OpenVLA's prompt (openvla-7b's ``predict_action`` builds exactly this string).
@@ -70,6 +71,10 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
         chunk_size: actions per answer (1: OpenVLA, one action of 7 tokens). With ``K > 1`` the
             VLA answers with the next ``K`` actions, ``7 K`` tokens (action chunking, as ACT,
             pi0 and OpenVLA-OFT); the robot executes the chunk before it asks again.
+        action_head: ``"tokens"`` (OpenVLA: the answer is action ids, decoded one at a time) or
+            ``"l1"`` (OpenVLA-OFT: ``chunk_size`` learned queries after the prompt and an MLP on
+            their last hidden states give the whole chunk in one forward pass, trained with L1;
+            :mod:`~vla_lessons.model.action_head`).
     """
 
     model_type = "vla_lessons_prismatic_vla"
@@ -81,9 +86,12 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
     proprio_dim: int = 0
     num_images: int = 1
     chunk_size: int = 1
+    action_head: str = "tokens"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"action_head must be one of {ACTION_HEADS}, got {self.action_head!r}")
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or not 1 <= self.chunk_size <= 64:
             raise ValueError(f"chunk_size must be an int in [1, 64] (actions per answer), got {self.chunk_size!r}")
         if isinstance(self.num_images, bool) or self.num_images not in (1, 2):
@@ -133,8 +141,12 @@ class PrismaticVLA(PrismaticVLM):
 
     def __init__(self, config: PrismaticVLAConfig):
         super().__init__(config)
-        self.proprio_projector = (ProprioProjector(config.proprio_dim, config.text_config.hidden_size)
-                                  if config.proprio_dim else None)
+        hidden = config.text_config.hidden_size
+        self.proprio_projector = ProprioProjector(config.proprio_dim, hidden) if config.proprio_dim else None
+        self.action_queries, self.l1_head = None, None
+        if config.action_head == "l1":  # OpenVLA-OFT's parallel decoding with a continuous head
+            self.action_queries = ActionQueries(config.chunk_size, hidden)
+            self.l1_head = L1RegressionHead(hidden, config.action_dim)
         self.tokenizer = None
         self._action_tokenizer = None
 
@@ -251,6 +263,33 @@ class PrismaticVLA(PrismaticVLM):
         """The ids that are actions: ``vocab_size - n_bins .. vocab_size - 1``."""
         return range(self.vocab_size - self.config.n_action_bins, self.vocab_size)
 
+    # ---------------------------------------------------------------- the continuous head (OFT)
+
+    def normalized_action_chunks(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+                                 attention_mask: torch.Tensor | None = None, *, proprio: torch.Tensor | None = None,
+                                 wrist_pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """The L1 head's chunk for left-padded prompts: float32 (B, K, 7) in normalised units, with grad.
+
+        Introduced in lesson 06 (``config.action_head == "l1"``). One forward pass: the K action
+        queries follow each prompt, and the head reads their last hidden states.
+        """
+        if self.l1_head is None:
+            raise ValueError("this VLA answers with action tokens (config.action_head == 'tokens'); "
+                             "add_l1_head gives it OpenVLA-OFT's continuous head")
+        self._check_ids(input_ids)
+        embeds, mask, _ = self.prepare_inputs_embeds(
+            input_ids, pixel_values, attention_mask,
+            extra_tokens=self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values))
+        batch, k = embeds.shape[0], self.config.chunk_size
+        embeds = torch.cat([embeds, self.action_queries(batch).to(embeds.dtype)], dim=1)
+        if mask is None:
+            mask = torch.ones(batch, embeds.shape[1] - k, dtype=torch.long)
+        mask = torch.cat([mask, mask.new_ones(batch, k)], dim=1)
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.language_model.model(inputs_embeds=embeds, attention_mask=mask,
+                                           position_ids=position_ids).last_hidden_state
+        return self.l1_head(hidden[:, -k:])
+
     # ---------------------------------------------------------------- decoding
 
     @torch.no_grad()
@@ -264,6 +303,9 @@ class PrismaticVLA(PrismaticVLM):
         ``restrict=True`` takes the argmax over the action block only; ``restrict=False`` over the
         whole vocabulary (openvla-7b's behaviour), so a text id can come out.
         """
+        if self.config.action_head != "tokens":
+            raise ValueError("this VLA has OpenVLA-OFT's continuous head (config.action_head == 'l1'): it answers "
+                             "with normalized_action_chunks, not action ids")
         self._check_ids(input_ids)
         was_training = self.training
         self.eval()
@@ -381,6 +423,16 @@ class PrismaticVLA(PrismaticVLM):
                 raise ValueError(f"wrist_images must be uint8 of the scene images' shape {images.shape}, "
                                  f"got {wrist_images.dtype} {wrist_images.shape}")
             wrist = self.preprocess(wrist_images)
+        if self.config.action_head == "l1":  # one forward pass, no bins: clip to [-1, 1] and un-normalise
+            was_training = self.training
+            self.eval()
+            try:
+                chunk = self.normalized_action_chunks(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
+                                                      proprio=states, wrist_pixel_values=wrist)
+            finally:
+                self.train(was_training)
+            values = np.clip(chunk.double().numpy(), -1.0, 1.0)
+            return np.asarray(self.action_tokenizer.normalizer(key).unnormalize(values), dtype=np.float64)
         ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
                                        restrict=restrict, proprio=states, wrist_pixel_values=wrist)
         ids = ids.numpy().reshape(len(images), self.config.chunk_size, self.config.action_dim)
@@ -457,7 +509,7 @@ def _clean_stats(norm_stats: dict) -> dict:
 
 def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla",
                  visual_position: str | None = None, proprio_dim: int = 0, num_images: int = 1,
-                 chunk_size: int | None = None) -> PrismaticVLA:
+                 chunk_size: int | None = None, action_head: str | None = None) -> PrismaticVLA:
     """A :class:`PrismaticVLA` holding a copy of ``vlm``'s weights and the action statistics.
 
     Introduced in lesson 06. ``norm_stats``: ``{dataset_name: stats}`` or one LeRobot ``stats.json``
@@ -467,7 +519,8 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
     ``proprio_dim > 0`` adds a freshly initialised :class:`ProprioProjector` (``norm_stats`` must
     then hold ``"proprio"`` statistics). ``num_images=2`` also reads the wrist camera (no new
     weights: it shares the backbone and the projector). ``chunk_size``: actions per answer
-    (None: ``vlm``'s own when it is a VLA, else 1).
+    (None: ``vlm``'s own when it is a VLA, else 1); ``action_head`` likewise (None: ``vlm``'s, else
+    ``"tokens"``); a new ``"l1"`` head starts untrained.
     """
     fields = {k: v for k, v in vlm.config.to_dict().items()
               if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")}
@@ -475,11 +528,18 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
         fields["visual_position"] = visual_position
     if chunk_size is None:
         chunk_size = getattr(vlm.config, "chunk_size", 1)
+    if action_head is None:
+        action_head = getattr(vlm.config, "action_head", "tokens")
     config = PrismaticVLAConfig(**fields, norm_stats=_clean_stats(norm_stats), action_layout=layout,
-                                proprio_dim=proprio_dim, num_images=num_images, chunk_size=chunk_size)
+                                proprio_dim=proprio_dim, num_images=num_images, chunk_size=chunk_size,
+                                action_head=action_head)
     model = PrismaticVLA(config)
-    missing, unexpected = model.load_state_dict(copy.deepcopy(vlm.state_dict()), strict=False)
-    if unexpected or any(not k.startswith(("patch_position.", "proprio_projector.")) for k in missing):
+    weights = copy.deepcopy(vlm.state_dict())
+    if chunk_size != getattr(vlm.config, "chunk_size", 1):  # queries for another chunk size: start afresh
+        weights = {k: v for k, v in weights.items() if not k.startswith("action_queries.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    new = ("patch_position.", "proprio_projector.", "action_queries.", "l1_head.")
+    if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"the VLM's weights do not fit the VLA: missing {missing}, unexpected {unexpected}")
     model.tokenizer = tokenizer
     return model.train(vlm.training)
@@ -509,8 +569,25 @@ def set_action_chunk(vla: PrismaticVLA, chunk_size: int) -> PrismaticVLA:
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 64:
         raise ValueError(f"chunk_size must be an int in [1, 64], got {chunk_size!r}")
+    if vla.config.action_head != "tokens":
+        raise ValueError("set_action_chunk lengthens a token answer; a VLA with the L1 head has one query per "
+                         "action of its chunk: use add_l1_head(vla, chunk_size) for another size")
     vla.config.chunk_size = chunk_size
     return vla
+
+
+def add_l1_head(vla: PrismaticVLA, chunk_size: int) -> PrismaticVLA:
+    """A copy of ``vla`` with OpenVLA-OFT's continuous head: ``chunk_size`` queries and an L1-trained MLP.
+
+    Introduced in lesson 06. Every weight of ``vla`` is copied; the queries and the head are new
+    (:mod:`~vla_lessons.model.action_head`), so the copy needs fine-tuning before it acts. The
+    action ids stay in the vocabulary but are no longer the answer.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 64:
+        raise ValueError(f"chunk_size must be an int in [1, 64], got {chunk_size!r}")
+    c = vla.config
+    return vla_from_vlm(vla, vla.tokenizer, c.norm_stats, layout=c.action_layout, proprio_dim=c.proprio_dim,
+                        num_images=c.num_images, chunk_size=chunk_size, action_head="l1")
 
 
 def add_wrist_camera(vla: PrismaticVLA) -> PrismaticVLA:

@@ -62,6 +62,9 @@ WRIST_FROM_STAGE = {"fast": None, "full": None}
 #: (action chunking, :func:`~vla_lessons.model.vla.set_action_chunk`), and the rollout executes
 #: each chunk before it asks again; None: one action per answer, as OpenVLA.
 ACTION_CHUNK = {"fast": None, "full": None}
+#: How the VLA answers from the chunk stage on: ``"tokens"`` (OpenVLA's action ids, 7 K of them)
+#: or ``"l1"`` (OpenVLA-OFT's continuous head, :func:`~vla_lessons.model.vla.add_l1_head`).
+ACTION_HEAD = {"fast": "tokens", "full": "tokens"}
 HELDOUT_FRACTION = 0.05
 
 
@@ -128,7 +131,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      progress: bool = True, start_from=None, vlm_dir=None,
                      visual_position: str | None = None, proprio_from: int | str | None = "course",
                      wrist_from: int | str | None = "course", localise: LocaliseConfig | None | str = "course",
-                     chunk: tuple[int, int] | None | str = "course") -> dict:
+                     chunk: tuple[int, int] | None | str = "course", action_head: str = "course") -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
@@ -139,7 +142,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     from which the VLA reads the robot state (``"course"``: :data:`PROPRIO_FROM_STAGE`; None: never);
     ``wrist_from``, the same for the wrist camera (:data:`WRIST_FROM_STAGE`); ``localise``, the
     localisation objective (``"course"``: :data:`LOCALISE`; None: none); ``chunk``, ``(stage, K)``
-    for action chunks of K actions from that stage on (``"course"``: :data:`ACTION_CHUNK`; None: none).
+    for action chunks of K actions from that stage on (``"course"``: :data:`ACTION_CHUNK`; None: none),
+    answered as ``action_head`` says (``"course"``: :data:`ACTION_HEAD`; ``"tokens"`` or ``"l1"``).
     """
     from vla_lessons.data.recipes import build_dataset, course_recipes
     from vla_lessons.data.layout import DatasetNotFoundError
@@ -164,6 +168,14 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     if chunk is not None and (not isinstance(chunk, tuple) or len(chunk) != 2 or not 0 <= chunk[0] < len(stages)
                               or isinstance(chunk[1], bool) or not isinstance(chunk[1], int) or chunk[1] < 1):
         raise ValueError(f"chunk must be None or (stage, K) with K >= 1 and a stage index in [0, {len(stages) - 1}], got {chunk!r}")
+    if action_head == "course":
+        action_head = ACTION_HEAD["full" if full else "fast"]
+    if action_head not in ("tokens", "l1"):
+        raise ValueError(f"action_head must be 'tokens' or 'l1', got {action_head!r}")
+    if action_head == "l1" and chunk is None:
+        raise ValueError("action_head='l1' joins at the chunk stage: pass chunk=(stage, K) too (K may be 1)")
+    if action_head == "l1" and any(c.label_sigma > 0 for c in stages[chunk[0]:]):
+        raise ValueError("label_sigma spreads targets over bins: the stages with the L1 head must have label_sigma=0")
     t0 = time.perf_counter()
     recipe = course_recipes(full)["tabletop_train"]
     try:
@@ -219,9 +231,13 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
 
             model = add_wrist_camera(model)
         if chunk is not None and k == chunk[0]:
-            from vla_lessons.model.vla import set_action_chunk
+            from vla_lessons.model.vla import add_l1_head, set_action_chunk
 
-            set_action_chunk(model, chunk[1])
+            if action_head == "l1":
+                env.seed_everything(config.seed)
+                model = add_l1_head(model, chunk[1])
+            else:
+                set_action_chunk(model, chunk[1])
         if localise is not None and k >= localise.from_stage and loc is None:
             loc = start_localisation(model, localise, warm_up=k == localise.from_stage, progress=progress)
             model = loc["model"]
@@ -255,6 +271,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         "finetune": [asdict(c) for c in stages], "trainable": result.trainable,
         "proprio_from_stage": proprio_from, "wrist_from_stage": wrist_from,
         "action_chunk": None if chunk is None else {"from_stage": chunk[0], "size": chunk[1]},
+        "action_head": model.config.action_head,
         "num_images": model.config.num_images, "visual_position": model.config.visual_position,
         "resumed_after_stage": done or None,
         "localise": None if loc is None else {"config": asdict(localise), "warmup": loc["warmup"],

@@ -192,8 +192,11 @@ def action_metrics(model, logits: torch.Tensor, target_ids: torch.Tensor) -> dic
 
     Introduced in lesson 06. ``logits`` (B, 7, V), ``target_ids`` (B, 7). ``l1`` compares the
     decoded bin values in normalised units (a non-action argmax is clipped into range for the
-    metric only, as openvla's script does).
+    metric only, as openvla's script does). For the continuous head (``logits`` and
+    ``target_ids`` are then normalised actions (B, K, 7)) there is no accuracy, only ``l1``.
     """
+    if getattr(model.config, "action_head", "tokens") == "l1":
+        return {"l1": float((logits.clamp(-1, 1) - target_ids).abs().mean())}
     pred = logits.argmax(-1)
     tok = model.action_tokenizer
     pred_values = tok.decode_normalized(pred.numpy(), clip=True)
@@ -207,7 +210,9 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     """``(loss, logits (B, 7 K, V), target ids (B, 7 K))`` for the steps at ``index``.
 
     Introduced in lesson 06. K is the model's ``chunk_size`` (1 unless it predicts action chunks:
-    then the targets are the step's action and the next K - 1 of its episode, :func:`chunk_indices`). The loss is the cross-entropy of the 7 action ids -- the same number
+    then the targets are the step's action and the next K - 1 of its episode, :func:`chunk_indices`).
+    A VLA with OpenVLA-OFT's continuous head (``config.action_head == "l1"``) gives instead
+    ``(L1 loss, predicted (B, K, 7), targets (B, K, 7))``, both in normalised units. The loss is the cross-entropy of the 7 action ids -- the same number
     ``model(..., labels=...)`` computes with the label mask, but only the last 8 positions' logits
     are computed. ``label_sigma > 0`` spreads each target over its neighbouring bins with a
     Gaussian of that width in bins (:func:`gaussian_bin_targets`), so a near miss costs less than a
@@ -219,13 +224,19 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     if shift:
         images = random_shift(images, shift, rng if rng is not None else np.random.default_rng(0))
     chunk = getattr(model.config, "chunk_size", 1)
-    if chunk > 1:  # the next `chunk` actions of each step, 7 * chunk ids in a row
-        actions = frames.actions[chunk_indices(frames.episodes, index, chunk)]
+    actions = frames.actions[chunk_indices(frames.episodes, index, chunk)] if chunk > 1 else frames.actions[index]
+    l1_head = getattr(model.config, "action_head", "tokens") == "l1"
+    if l1_head and label_sigma > 0:
+        raise ValueError("label_sigma spreads targets over bins; a VLA with the continuous (L1) head has none")
+    if l1_head:
+        from vla_lessons.model.vla import encode_action_prompts
+
+        targets = torch.as_tensor(model.action_tokenizer.normalizer(unnorm_key).normalize(actions),
+                                  dtype=torch.float32).reshape(len(index), chunk, -1)
+        enc = encode_action_prompts(model.tokenizer, [frames.instructions[i] for i in index])
+    else:  # the next `chunk` actions of each step, 7 * chunk ids in a row
         targets = model.action_tokenizer.encode(actions, unnorm_key).reshape(len(index), -1)
-    else:
-        targets = model.action_tokenizer.encode(frames.actions[index], unnorm_key)
-    enc = encode_action_examples(model.tokenizer, [frames.instructions[i] for i in index], targets)
-    dim = targets.shape[1]
+        enc = encode_action_examples(model.tokenizer, [frames.instructions[i] for i in index], targets)
     extra = {}
     if getattr(model.config, "proprio_dim", 0):
         if frames.states is None:
@@ -239,6 +250,12 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
         if shift:
             wrist = random_shift(wrist, shift, rng if rng is not None else np.random.default_rng(1))
         extra["wrist_pixel_values"] = model.preprocess(wrist)
+    if l1_head:  # OpenVLA-OFT: the whole chunk in one pass, L1 against the normalised actions
+        predicted = model.normalized_action_chunks(enc["input_ids"], model.preprocess(images), enc["attention_mask"],
+                                                   proprio=extra.get("proprio"),
+                                                   wrist_pixel_values=extra.get("wrist_pixel_values"))
+        return F.l1_loss(predicted, targets), predicted.detach(), targets
+    dim = targets.shape[1]
     out = model(enc["input_ids"], model.preprocess(images), enc["attention_mask"], logits_to_keep=dim + 1,
                 **extra)
     logits = out.logits[:, :-1]  # position t predicts token t + 1: the last dim+1 positions predict the actions
@@ -389,8 +406,8 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
                 window = []
                 if progress and ((step + 1) % max(1, config.steps // 10) < config.log_every
                                  or step == config.steps - 1):
-                    print(f"  step {step + 1}/{config.steps}  loss {mean['loss']:.3f}  "
-                          f"acc {mean['action_accuracy']:.3f}  l1 {mean['l1']:.4f}  "
+                    acc = f"acc {mean['action_accuracy']:.3f}  " if "action_accuracy" in mean else ""
+                    print(f"  step {step + 1}/{config.steps}  loss {mean['loss']:.3f}  {acc}l1 {mean['l1']:.4f}  "
                           f"({time.perf_counter() - start:.0f} s)", flush=True)
     finally:
         torch.set_num_threads(before)
@@ -406,16 +423,16 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
                      batch_size: int = 64) -> dict[str, float]:
     """Teacher-forced ``loss``, ``action_accuracy`` and ``l1`` over all of ``frames`` (no augmentation).
 
-    Introduced in lesson 06.
+    Introduced in lesson 06. With the continuous head (``action_head == "l1"``): ``loss`` (L1) and ``l1``.
     """
     model.eval()
-    sums, n = {"loss": 0.0, "action_accuracy": 0.0, "l1": 0.0}, 0
+    sums, n = {}, 0
     for k in range(0, len(frames), batch_size):
         index = np.arange(k, min(k + batch_size, len(frames)))
         loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key)
         row = {"loss": float(loss), **action_metrics(model, logits, targets)}
-        for key in sums:
-            sums[key] += row[key] * len(index)
+        for key, value in row.items():
+            sums[key] = sums.get(key, 0.0) + value * len(index)
         n += len(index)
     return {k: v / n for k, v in sums.items()}
 
