@@ -50,12 +50,18 @@ def test_episode_features_follow_the_recorded_seeds(lessons):
 
 
 @pytest.mark.parametrize("config", [PrivilegedConfig("regression", steps=150),
-                                    PrivilegedConfig("bins", steps=150, label_sigma=2.0)])
+                                    PrivilegedConfig("bins", steps=150, label_sigma=2.0),
+                                    PrivilegedConfig("regression", steps=150, loss="l1", chunk_size=3),
+                                    PrivilegedConfig("bins", steps=150, chunk_size=3)])
 def test_training_fits_the_steps_and_acts_within_limits(lessons, config):
     frames, features = lessons
     policy, history = train_privileged(frames, features, config)
     assert history[-1]["loss"] < history[0]["loss"]
+    chunks = policy.act_chunk(frames.states[:5], features[frames.episodes[:5]])
     actions = policy.act(frames.states[:5], features[frames.episodes[:5]])
+    assert chunks.shape == (5, config.chunk_size, 7)
+    np.testing.assert_array_equal(actions, chunks[:, 0])
+    assert privileged_policy(policy).chunk_size == config.chunk_size
     assert actions.shape == (5, 7) and np.isfinite(actions).all()
     assert set(np.unique(actions[:, -1])) <= {0.0, 1.0}
     low, high = policy.stats["y_low"], policy.stats["y_high"]
@@ -74,6 +80,10 @@ def test_bad_settings_are_refused(lessons):
         PrivilegedConfig("tokens")
     with pytest.raises(ValueError, match="needs head='bins'"):
         PrivilegedConfig("regression", label_sigma=1.0)
+    with pytest.raises(ValueError, match="loss must be"):
+        PrivilegedConfig("bins", loss="l1")
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        PrivilegedConfig(chunk_size=0)
     with pytest.raises(ValueError, match="a row for each"):
         train_privileged(frames, features[:2], PrivilegedConfig(steps=1))
     with pytest.raises(ValueError, match="PrivilegedPolicy"):

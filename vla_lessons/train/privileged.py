@@ -10,11 +10,14 @@ direction as one-hot vectors. ("Learning by cheating", Chen et al. 2019, calls s
 privileged agent.) It is a plain MLP trained on the same recorded expert steps as the VLA, with
 one of two output heads:
 
-* ``"regression"`` -- 7 continuous values, mean squared error on actions scaled to [-1, 1] by the
-  q01/q99 statistics (OpenVLA-OFT's continuous head uses L1);
+* ``"regression"`` -- 7 continuous values, trained on actions scaled to [-1, 1] by the q01/q99
+  statistics with the mean squared error or, as OpenVLA-OFT's continuous head, the L1 loss;
 * ``"bins"`` -- 7 x 256 logits, the OpenVLA action tokenizer's bins, trained with cross-entropy
   and decoded by argmax. ``label_sigma > 0`` spreads each target over its neighbouring bins
   (:func:`~vla_lessons.train.finetune.gaussian_bin_targets`, the VLA's ``FinetuneConfig.label_sigma``).
+
+With ``chunk_size = K > 1`` either head predicts the next K actions at once and the rollout
+executes them before it asks again (action chunking, the VLA's ``config.chunk_size``).
 
 The closed-loop success of each head is what a VLA with perfect perception could reach on this
 data; :func:`build_privileged` writes it to ``data/results/privileged.json``.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +44,8 @@ DIRECTIONS = ("left", "right", "forward", "backward")
 #: family (3), shape (3) and push direction (4) one-hots.
 N_FEATURES = 16
 RESULTS_PATH = env.DATA_DIR / "results" / "privileged.json"
+#: The chunk size of :func:`build_privileged`'s chunked rows (the course VLA's, when it predicts chunks).
+CHUNK = 4
 
 
 def privileged_features(sim) -> np.ndarray:
@@ -99,14 +104,18 @@ class PrivilegedPolicy(torch.nn.Module):
 
     Introduced in lesson 06. ``head`` is one of :data:`HEADS`; ``stats`` holds the q01/q99 of the
     inputs and the actions (``{"x_low", "x_high", "y_low", "y_high"}``), which scale them to [-1, 1].
-    :meth:`act` maps raw inputs to raw actions; :func:`privileged_policy` wraps it for the rollout.
+    ``chunk_size``: actions predicted at once (K). :meth:`act_chunk` maps raw inputs to raw
+    actions (B, K, 7), :meth:`act` to the first of them; :func:`privileged_policy` wraps it for the rollout.
     """
 
-    def __init__(self, stats: dict, head: str = "regression", hidden: int = 256, n_bins: int = 256):
+    def __init__(self, stats: dict, head: str = "regression", hidden: int = 256, n_bins: int = 256,
+                 chunk_size: int = 1):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        self.head, self.n_bins = head, int(n_bins)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self.head, self.n_bins, self.chunk_size = head, int(n_bins), chunk_size
         self.stats = {k: np.asarray(stats[k], dtype=np.float64) for k in ("x_low", "x_high", "y_low", "y_high")}
         n_in, n_out = len(self.stats["x_low"]), len(self.stats["y_low"])
         # lesson 02's normalisation (every dimension, the gripper too) and, for "bins", its uniform bins
@@ -117,7 +126,7 @@ class PrivilegedPolicy(torch.nn.Module):
         self.net = torch.nn.Sequential(
             torch.nn.Linear(n_in, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
             torch.nn.Linear(hidden, hidden), torch.nn.GELU(),
-            torch.nn.Linear(hidden, n_out * (self.n_bins if head == "bins" else 1)))
+            torch.nn.Linear(hidden, chunk_size * n_out * (self.n_bins if head == "bins" else 1)))
 
     def inputs(self, states, privileged) -> torch.Tensor:
         """Raw states (B, 8) and features (B, N_FEATURES) -> the scaled input (B, 8 + N_FEATURES)."""
@@ -133,29 +142,36 @@ class PrivilegedPolicy(torch.nn.Module):
         return torch.as_tensor(self.x_norm.normalize(x), dtype=torch.float32)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Scaled inputs (B, n_in) -> (B, 7) scaled actions, or (B, 7, n_bins) logits for ``"bins"``."""
-        out = self.net(x)
-        return out.view(len(x), self.action_dim, self.n_bins) if self.head == "bins" else out
+        """Scaled inputs (B, n_in) -> (B, K, 7) scaled actions, or (B, K, 7, n_bins) logits for ``"bins"``."""
+        out = self.net(x).view(len(x), self.chunk_size, self.action_dim, -1)
+        return out if self.head == "bins" else out[..., 0]
 
     def targets(self, actions) -> torch.Tensor:
-        """Raw actions (B, 7) -> scaled actions (B, 7), or bin indices long (B, 7) for ``"bins"``."""
+        """Raw actions (B, K, 7) -> scaled actions (B, K, 7), or bin indices long (B, K, 7) for ``"bins"``."""
         y = self.y_norm.normalize(np.asarray(actions, np.float64))
         if self.head == "bins":
             return torch.as_tensor(self.bins.encode(y), dtype=torch.long)
         return torch.as_tensor(y, dtype=torch.float32)
 
-    @torch.no_grad()
     def act(self, states, privileged) -> np.ndarray:
-        """Raw states (B, 8) and features (B, N_FEATURES) -> raw actions float64 (B, 7), gripper 0 or 1."""
+        """Raw states (B, 8) and features (B, N_FEATURES) -> raw actions float64 (B, 7): the chunk's first."""
+        return self.act_chunk(states, privileged)[:, 0]
+
+    @torch.no_grad()
+    def act_chunk(self, states, privileged) -> np.ndarray:
+        """Raw states (B, 8) and features (B, N_FEATURES) -> raw actions float64 (B, K, 7), gripper 0 or 1."""
         was_training = self.training
         self.eval()
         try:
             out = self(self.inputs(states, privileged))
         finally:
             self.train(was_training)
-        scaled = self.bins.decode(out.argmax(-1).numpy()) if self.head == "bins" else out.numpy().astype(np.float64)
+        if self.head == "bins":
+            scaled = self.bins.decode(out.argmax(-1).numpy())
+        else:  # the regression is unbounded: keep it in the [-1, 1] the statistics scale to
+            scaled = np.clip(out.numpy().astype(np.float64), -1.0, 1.0)
         actions = self.y_norm.unnormalize(scaled)
-        actions[:, -1] = (actions[:, -1] > 0.5).astype(np.float64)  # the gripper is open (1) or closed (0)
+        actions[..., -1] = (actions[..., -1] > 0.5).astype(np.float64)  # the gripper is open (1) or closed (0)
         return actions
 
 
@@ -172,8 +188,9 @@ def privileged_policy(model: PrivilegedPolicy):
     def policy(images, instructions, states=None, *, privileged=None):
         if states is None or privileged is None:
             raise ValueError("the privileged policy needs the robot states and the privileged features")
-        return model.act(states, privileged)
+        return model.act_chunk(states, privileged) if model.chunk_size > 1 else model.act(states, privileged)
 
+    policy.chunk_size = model.chunk_size
     policy.needs_state = True
     policy.needs_privileged = True
     return policy
@@ -181,7 +198,11 @@ def privileged_policy(model: PrivilegedPolicy):
 
 @dataclass(frozen=True)
 class PrivilegedConfig:
-    """Training settings of :func:`train_privileged` (``label_sigma`` in bins, ``"bins"`` head only)."""
+    """Training settings of :func:`train_privileged` (``label_sigma`` in bins, ``"bins"`` head only).
+
+    ``loss``: ``"mse"`` or ``"l1"`` (OpenVLA-OFT's), for the ``"regression"`` head; ``chunk_size``:
+    actions predicted at once.
+    """
 
     head: str = "regression"
     steps: int = 6000
@@ -189,6 +210,8 @@ class PrivilegedConfig:
     lr: float = 1e-3
     label_sigma: float = 0.0
     seed: int = 0
+    loss: str = "mse"
+    chunk_size: int = 1
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -197,6 +220,10 @@ class PrivilegedConfig:
             raise ValueError("need steps >= 1, batch_size >= 1, lr > 0 and label_sigma >= 0")
         if self.label_sigma > 0 and self.head != "bins":
             raise ValueError("label_sigma spreads targets over bins: it needs head='bins'")
+        if self.loss not in ("mse", "l1") or (self.loss == "l1" and self.head != "regression"):
+            raise ValueError(f"loss must be 'mse' or 'l1' ('l1' with head='regression'), got {self.loss!r}")
+        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {self.chunk_size!r}")
 
 
 def train_privileged(frames, features: np.ndarray, config: PrivilegedConfig = PrivilegedConfig(),
@@ -206,7 +233,7 @@ def train_privileged(frames, features: np.ndarray, config: PrivilegedConfig = Pr
     Introduced in lesson 06. ``features`` (E, N_FEATURES) is :func:`episode_features` of the
     frames' dataset (row ``e`` for the steps with ``frames.episodes == e``).
     """
-    from vla_lessons.train.finetune import gaussian_bin_targets
+    from vla_lessons.train.finetune import chunk_indices, gaussian_bin_targets
 
     features = np.asarray(features, dtype=np.float32)
     if frames.states is None:
@@ -218,9 +245,10 @@ def train_privileged(frames, features: np.ndarray, config: PrivilegedConfig = Pr
     stats = {"x_low": np.quantile(x, 0.01, axis=0), "x_high": np.quantile(x, 0.99, axis=0),
              "y_low": np.quantile(frames.actions, 0.01, axis=0), "y_high": np.quantile(frames.actions, 0.99, axis=0)}
     torch.manual_seed(config.seed)
-    policy = PrivilegedPolicy(stats, config.head)
+    policy = PrivilegedPolicy(stats, config.head, chunk_size=config.chunk_size)
     inputs = policy.inputs(frames.states, features[frames.episodes])
-    targets = policy.targets(frames.actions)
+    chunks = frames.actions[chunk_indices(frames.episodes, np.arange(len(frames)), config.chunk_size)]
+    targets = policy.targets(chunks)  # (N, K, 7): each step's action and the next K - 1 of its episode
     optimizer = torch.optim.AdamW(policy.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     before = torch.get_num_threads()
@@ -233,7 +261,7 @@ def train_privileged(frames, features: np.ndarray, config: PrivilegedConfig = Pr
             index = torch.as_tensor(rng.integers(0, len(inputs), config.batch_size))
             out = policy(inputs[index])
             if config.head == "regression":
-                loss = F.mse_loss(out, targets[index])
+                loss = (F.l1_loss if config.loss == "l1" else F.mse_loss)(out, targets[index])
             elif config.label_sigma > 0:
                 soft = gaussian_bin_targets(targets[index], policy.n_bins, policy.n_bins, config.label_sigma)
                 loss = -(soft * F.log_softmax(out, dim=-1)).sum(-1).mean()
@@ -252,7 +280,7 @@ def train_privileged(frames, features: np.ndarray, config: PrivilegedConfig = Pr
 
 def build_privileged(full: bool | None = None, out_path=None, *, episodes: int | None = None,
                      progress: bool = True) -> dict:
-    """Train one privileged policy per head (bins with and without soft labels) and roll each out.
+    """Train privileged policies -- regression (MSE, L1) and bins (one-hot, soft), one action or a chunk -- and roll each out.
 
     Introduced in lesson 06. Full mode: the VLA's training data (``tabletop_train``, the same
     held-out episodes left out) and 50 closed-loop episodes per family; fast mode: the
@@ -269,9 +297,11 @@ def build_privileged(full: bool | None = None, out_path=None, *, episodes: int |
     start = time.perf_counter()
     frames, _ = split_episodes(load_action_frames(recipe.root, wrist=False))
     features = episode_features(recipe.root)
-    configs = [PrivilegedConfig("regression"), PrivilegedConfig("bins"), PrivilegedConfig("bins", label_sigma=3.0)]
+    configs = [PrivilegedConfig("regression"), PrivilegedConfig("bins"), PrivilegedConfig("bins", label_sigma=3.0),
+               PrivilegedConfig("regression", loss="l1"), PrivilegedConfig("regression", loss="l1", chunk_size=CHUNK),
+               PrivilegedConfig("bins", chunk_size=CHUNK)]
     if not full:
-        configs = [PrivilegedConfig(c.head, steps=300, label_sigma=c.label_sigma) for c in configs]
+        configs = [replace(c, steps=300) for c in configs]
     rows = []
     for config in configs:
         t0 = time.perf_counter()
@@ -281,7 +311,8 @@ def build_privileged(full: bool | None = None, out_path=None, *, episodes: int |
         rows.append({"config": asdict(config), "final_loss": history[-1]["loss"], "closed_loop": table,
                      "seconds": time.perf_counter() - t0})
         if progress:
-            print(f"  {config.head} (label_sigma {config.label_sigma}): "
+            print(f"  {config.head} ({config.loss if config.head == 'regression' else f'label_sigma {config.label_sigma}'}, "
+                  f"chunk {config.chunk_size}): "
                   + ", ".join(f"{f} {v['success']}/{v['episodes']}" for f, v in table.items()), flush=True)
     summary = {"dataset": recipe.name, "train_frames": len(frames), "episodes_per_family": episodes,
                "rows": rows, "seconds": time.perf_counter() - start}
