@@ -4,7 +4,8 @@ Resumes ``build_course_vla`` after the two image stages (a VLA saved at their en
 build with ``checkpoint_dir``) and runs the third stage -- the robot-state token joins -- with
 the VLA answering the next ``--chunk`` actions (7 tokens each, or with ``--head l1`` OpenVLA-OFT's
 continuous head), then the build's closed-loop
-evaluation, which executes each chunk before asking again. About 70 minutes on one thread.
+evaluation, which executes each chunk before asking again; ``--loc-batch`` adds the localisation
+objective of ``localise_stage.py``. About 70 minutes on one thread (90 with localisation).
 Example::
 
     python scripts/experiments/chunk_stage.py build/vla_stage2 build/vla_chunk4 --chunk 4
@@ -14,7 +15,7 @@ import argparse
 import json
 from dataclasses import replace
 
-from vla_lessons.train.build_vla import COURSE_FINETUNE, build_course_vla
+from vla_lessons.train.build_vla import COURSE_FINETUNE, LocaliseConfig, build_course_vla
 
 
 def main():
@@ -26,11 +27,15 @@ def main():
     parser.add_argument("--label-sigma", type=float, default=0.0, help="soft bin targets, in bins (0: one-hot)")
     parser.add_argument("--head", choices=("tokens", "l1"), default="tokens",
                         help="action tokens (OpenVLA) or the continuous L1 head with parallel decoding (OpenVLA-OFT)")
+    parser.add_argument("--loc-batch", type=int, default=0,
+                        help="where-questions added to each action step (0: no localisation objective)")
+    parser.add_argument("--warmup", type=int, default=1500, help="localisation-only steps first (with --loc-batch)")
     args = parser.parse_args()
     stages = list(COURSE_FINETUNE["full"])
-    stages[2] = replace(stages[2], steps=args.steps, label_sigma=args.label_sigma)
+    stages[2] = replace(stages[2], steps=args.steps, label_sigma=args.label_sigma, loc_batch=args.loc_batch)
+    localise = LocaliseConfig(from_stage=2, warmup_steps=args.warmup) if args.loc_batch else None
     summary = build_course_vla(args.out, full=True, stages=tuple(stages), start_from=(2, args.stage2),
-                               chunk=(2, args.chunk), action_head=args.head, localise=None)
+                               chunk=(2, args.chunk), action_head=args.head, localise=localise)
     print(json.dumps(summary["heldout_teacher_forced"], indent=1))
     print(json.dumps(summary["closed_loop"]["vla"], indent=1))
 
