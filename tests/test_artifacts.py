@@ -93,12 +93,14 @@ def test_strategy_table_is_the_full_run_with_every_strategy():
 
 
 def test_privileged_ceiling_is_the_full_run_with_each_head():
-    from vla_lessons.train.privileged import HEADS, load_privileged
+    from vla_lessons.train.privileged import CHUNK, HEADS, load_privileged
 
     data = load_privileged()
     assert data["dataset"] == "tabletop_train" and data["episodes_per_family"] >= 50
-    heads = [(r["config"]["head"], r["config"]["label_sigma"]) for r in data["rows"]]
-    assert {h for h, _ in heads} == set(HEADS) and len(set(heads)) == len(heads) == 3
+    rows = [(r["config"]["head"], r["config"]["label_sigma"], r["config"]["loss"], r["config"]["chunk_size"])
+            for r in data["rows"]]
+    assert {r[0] for r in rows} == set(HEADS) and len(set(rows)) == len(rows) == 6, "each build row once"
+    assert {r[3] for r in rows} == {1, CHUNK}, "one action per call and chunks"
     for r in data["rows"]:
         cl = r["closed_loop"]
         assert [cl[f]["episodes"] for f in ("pick", "place", "push")] == [data["episodes_per_family"]] * 3
