@@ -6,6 +6,8 @@ Introduced in lesson 05.
 * :mod:`.vqa`            -- captions and questions about sim scenes (the web-data stand-in)
 * :mod:`.vlm`            -- the mini Prismatic VLM (``PrismaticVLMConfig``, ``PrismaticVLM``), prompts
 * :mod:`.train_vlm`      -- VLM pretraining (``train_vlm.train_vlm``), VQA accuracy, the ``vlm`` build target
+* :mod:`.vla`            -- the mini VLA: action tokens, the state token, the wrist camera, action chunks
+* :mod:`.action_head`    -- OpenVLA-OFT's continuous head (learned queries, an MLP, the L1 loss)
 * :mod:`.openvla`, :mod:`.openvla_convert` -- the real OpenVLA-7B, offline
 """
 

@@ -1,6 +1,6 @@
 """OpenVLA-OFT's continuous action head: parallel decoding of a chunk with an L1-trained MLP.
 
-Introduced in lesson 06 (the VLA that drives the arm); lesson 08 takes it apart.
+Introduced in lesson 06 (measured in the README); lesson 09 (faster actions) takes it apart.
 
 OpenVLA answers with 7 action tokens, one at a time, each an argmax over 256 bins. OpenVLA-OFT
 (Kim, Finn & Liang, 2025, "Fine-Tuning Vision-Language-Action Models: Optimizing Speed and

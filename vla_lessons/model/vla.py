@@ -23,6 +23,12 @@ and each placed right after the scene camera's visual tokens: the **wrist camera
 
     <s> [N scene tokens] [N wrist tokens] [state token] In: What action ... ?\\nOut: a1 ... a7
 
+Two answers that openvla-7b does not give come from the same line of work, also switched on by the
+config: **action chunks** (``chunk_size = K``: the next K actions, 7 K tokens, executed before the
+robot asks again) and **OpenVLA-OFT's continuous head** (``action_head="l1"``,
+:mod:`~vla_lessons.model.action_head`: K learned queries after the prompt, an MLP on their hidden
+states, the whole chunk in one forward pass, trained with L1).
+
 Two departures from openvla-7b, both visible in the code: the label sits on the 7 action ids
 only (OpenVLA also trains the ``</s>`` after them, which :meth:`predict_action` never reads), and
 decoding is *restricted to the action block* by default (OpenVLA takes the argmax over the whole
@@ -336,24 +342,14 @@ class PrismaticVLA(PrismaticVLM):
                        restrict: bool = True, proprio=None, wrist_image=None) -> np.ndarray:
         """One camera image and one instruction -> the un-normalised action, float64 (7,).
 
-        Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. A VLA that
-        predicts action chunks returns the chunk's first action (:meth:`predict_action_chunk`: all). ``image`` is a
+        Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. ``image`` is a
         uint8 (H, W, 3) array (any square size: it is resized to the model's); ``unnorm_key``
         names the dataset whose statistics un-normalise the action (None when there is one).
         ``proprio``: the raw robot state (P,), needed when ``config.proprio_dim > 0`` (as OFT's
         ``get_action`` reads ``obs["state"]``); ``wrist_image``: the wrist camera's uint8 (H, W, 3),
-        needed when ``config.num_images == 2``.
+        needed when ``config.num_images == 2``. A VLA that predicts action chunks returns the
+        chunk's first action (:meth:`predict_action_chunk` returns all of them).
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"image must be one uint8 (H, W, 3) camera image, got shape {image.shape}")
-        states = None if proprio is None else np.asarray(proprio)[None]
-        wrist = None
-        if wrist_image is not None:
-            wrist = np.asarray(wrist_image)
-            if wrist.ndim != 3 or wrist.shape[-1] != 3:
-                raise ValueError(f"wrist_image must be one uint8 (H, W, 3) camera image, got shape {wrist.shape}")
-            wrist = wrist[None]
         return self.predict_action_chunk(image, instruction, unnorm_key, restrict=restrict, proprio=proprio,
                                          wrist_image=wrist_image)[0]
 
