@@ -1,6 +1,6 @@
 """Co-fine-tuning (RT-2): does mixing VQA into the robot batches keep the VLM's answers alive?
 
-Introduced in lesson 06 (``python -m vla_lessons.train.cofinetune``; ``VLA_FULL=1`` for the full run).
+Introduced in lesson 06 (``python -m vla_lessons.build cofinetune``; ``VLA_FULL=1`` for the full run).
 
 Fine-tuning a VLM on robot actions alone teaches it to answer *every* prompt with action ids:
 the questions it answered before fine-tuning come back as ``<reserved_...>`` tokens. RT-2

@@ -28,7 +28,7 @@ fine-tuning; batch 32, lr 1e-3 for LoRA, 3e-4 for full).
 what one training step keeps in memory (weights, gradients, AdamW state, activations saved for
 backward); :func:`run_strategies` trains each strategy from the same VLA on the same batches
 and evaluates it; :func:`build_strategies` writes ``data/results/strategies.json``
-(``python -m vla_lessons.train.strategies``; ``VLA_FULL=1`` for the full run).
+(``python -m vla_lessons.build strategies``; ``VLA_FULL=1`` for the full run).
 """
 
 from __future__ import annotations
