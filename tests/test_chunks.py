@@ -141,7 +141,7 @@ def test_the_build_refuses_a_bad_chunk_setting():
     from vla_lessons.train.build_vla import build_course_vla
 
     stages = (FinetuneConfig(steps=2), FinetuneConfig(steps=2))
-    for bad in ((2, 4), (0, 0), [1, 4], (1,)):
+    for bad in ((2, 4), (0, 0), [1, 4], (1,), ("1", 4), (1, True)):
         with pytest.raises(ValueError, match=r"chunk must be None or \(stage, K\)"):
             build_course_vla("unused", full=False, stages=stages, chunk=bad, localise=None)
     with pytest.raises(ValueError, match="pass chunk="):

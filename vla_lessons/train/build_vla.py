@@ -165,8 +165,9 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                          "(pass localise=LocaliseConfig(from_stage=...))")
     if chunk == "course":
         chunk = ACTION_CHUNK["full" if full else "fast"]
-    if chunk is not None and (not isinstance(chunk, tuple) or len(chunk) != 2 or not 0 <= chunk[0] < len(stages)
-                              or isinstance(chunk[1], bool) or not isinstance(chunk[1], int) or chunk[1] < 1):
+    if chunk is not None and (not isinstance(chunk, tuple) or len(chunk) != 2
+                              or any(isinstance(v, bool) or not isinstance(v, int) for v in chunk)
+                              or not 0 <= chunk[0] < len(stages) or chunk[1] < 1):
         raise ValueError(f"chunk must be None or (stage, K) with K >= 1 and a stage index in [0, {len(stages) - 1}], got {chunk!r}")
     if action_head == "course":
         action_head = ACTION_HEAD["full" if full else "fast"]
