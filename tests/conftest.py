@@ -8,6 +8,9 @@ TOY_CORPUS = ["pick up the red cube", "put the blue ball in the bowl", "push the
               "what action should the robot take to", "red", "blue"] * 5
 TOY_STATS = {"action": {"q01": [-0.02, -0.02, -0.02, -0.1, -0.1, 0.0, 0.0],
                         "q99": [0.02, 0.02, 0.02, 0.1, 0.1, 0.0, 1.0]}}
+#: Robot-state statistics (8 numbers, the last constant) for a toy VLA that reads the state.
+STATE_STATS = {"q01": [0.1, -0.2, 0.0, -1.0, 1.0, -1.0, 0.0, 0.0],
+               "q99": [0.3, 0.2, 0.1, 1.0, 1.4, 1.0, 1.0, 0.0]}
 
 
 @pytest.fixture(scope="module", autouse=True)

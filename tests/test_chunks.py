@@ -10,10 +10,7 @@ from vla_lessons.model.vla import (PrismaticVLAConfig, add_l1_head, add_proprio,
 from vla_lessons.train.finetune import (ActionFrames, FinetuneConfig, action_loss, chunk_indices, evaluate_actions,
                                         finetune_vla, vla_policy)
 
-from conftest import TOY_STATS, toy_vlm
-
-STATE_STATS = {"q01": [0.1, -0.2, 0.0, -1.0, 1.0, -1.0, 0.0, 0.0],
-               "q99": [0.3, 0.2, 0.1, 1.0, 1.4, 1.0, 1.0, 0.0]}
+from conftest import STATE_STATS, TOY_STATS, toy_vlm
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,7 @@ from vla_lessons.model.vla import add_proprio, add_wrist_camera, load_vla, save_
 from vla_lessons.model.vlm import PatchPosition2D, PrismaticVLMConfig
 from vla_lessons.train.finetune import ActionFrames, FinetuneConfig, action_loss, finetune_vla, vla_policy
 
-from conftest import TOY_STATS, toy_vlm
-
-STATE_STATS = {"q01": [0.1, -0.2, 0.0, -1.0, 1.0, -1.0, 0.0, 0.0],
-               "q99": [0.3, 0.2, 0.1, 1.0, 1.4, 1.0, 1.0, 0.0]}
+from conftest import STATE_STATS, TOY_STATS, toy_vlm
 
 
 @pytest.fixture(scope="module")
