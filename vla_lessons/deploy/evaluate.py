@@ -94,7 +94,9 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
     Introduced in lesson 06. ``families[i]`` and ``seeds[i]`` set episode ``i``; the policy sees the
     scene camera at ``image_size`` px (the training data's size). A policy whose ``needs_state``,
     ``needs_wrist`` or ``needs_privileged`` is set also gets the robot states, ``wrist_images=`` or
-    ``privileged=`` (:func:`~vla_lessons.train.privileged.privileged_features`, read at reset). A
+    ``privileged=`` (:func:`~vla_lessons.train.privileged.privileged_features`, read at reset); one
+    whose ``needs_grounding`` is set is asked ``policy.ground(images, instructions[, states])`` once, at
+    reset, and gets the answer back as ``grounding=`` at every step (a grounding VLA, lesson 06). A
     policy with ``chunk_size = K > 1`` returns (B, K, 7) and is asked again only once an episode
     has executed its chunk. Torch runs on ``threads`` threads during the rollout (1: fastest for
     small batches on a shared machine).
@@ -116,6 +118,17 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
             from vla_lessons.train.privileged import privileged_features
 
             privileged = [privileged_features(env) for env in envs]
+        grounding = None
+        if getattr(policy, "needs_grounding", False):  # a grounding VLA says where, once, from the first image
+            first = [np.stack([o["image"] for o in obs]), [o["instruction"] for o in obs]]
+            if getattr(policy, "needs_state", False):
+                first.append(np.stack([o["state"] for o in obs]))
+            wrist = ({"wrist_images": np.stack([o["wrist_image"] for o in obs])}
+                     if getattr(policy, "needs_wrist", False) else {})
+            grounding = np.asarray(policy.ground(*first, **wrist))
+            if grounding.ndim != 2 or len(grounding) != len(obs) or not np.isfinite(grounding).all():
+                raise ValueError(f"policy.ground must return finite (B, G) groundings for B = {len(obs)} episodes, "
+                                 f"got shape {grounding.shape}")
         frames = [[o["image"]] for o in obs] if keep_frames else None
         plans = [[] for _ in envs]  # each episode's actions still to execute
         active = list(range(len(envs)))
@@ -130,6 +143,8 @@ def rollout_batch(policy: Policy, families: Sequence[str], seeds: Sequence[int],
                     extra["wrist_images"] = np.stack([obs[i]["wrist_image"] for i in ask])
                 if privileged is not None:
                     extra["privileged"] = np.stack([privileged[i] for i in ask])
+                if grounding is not None:
+                    extra["grounding"] = grounding[ask]
                 for i, planned in zip(ask, _check_actions(policy(*inputs, **extra), len(ask), chunk)):
                     plans[i] = list(planned)
             still = []

@@ -27,7 +27,12 @@ Two answers that openvla-7b does not give come from the same line of work, also 
 config: **action chunks** (``chunk_size = K``: the next K actions, 7 K tokens, executed before the
 robot asks again) and **OpenVLA-OFT's continuous head** (``action_head="l1"``,
 :mod:`~vla_lessons.model.action_head`: K learned queries after the prompt, an MLP on their hidden
-states, the whole chunk in one forward pass, trained with L1).
+states, the whole chunk in one forward pass, trained with L1). With that head, **grounding**
+(``grounding_dim = 4``, :mod:`~vla_lessons.model.grounding`) makes the VLA say where the task's
+object and receptacle are before it acts: a grounding query and a where token sit between the
+prompt and the action queries::
+
+    <s> [N scene tokens] [state token] In: What action ... ?\nOut: [ground] [where] [q1] ... [qK]
 
 Two departures from openvla-7b, both visible in the code: the label sits on the 7 action ids
 only (OpenVLA also trains the ``</s>`` after them, which :meth:`predict_action` never reads), and
@@ -47,6 +52,7 @@ import torch
 from vla_lessons.actions.bins import ActionTokenizer
 
 from .action_head import ACTION_HEADS, ActionQueries, L1RegressionHead
+from .grounding import GroundingHead
 from .vlm import IGNORE_INDEX, PrismaticVLM, PrismaticVLMConfig
 
 #: OpenVLA's prompt (openvla-7b's ``predict_action`` builds exactly this string).
@@ -81,6 +87,9 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
             ``"l1"`` (OpenVLA-OFT: ``chunk_size`` learned queries after the prompt and an MLP on
             their last hidden states give the whole chunk in one forward pass, trained with L1;
             :mod:`~vla_lessons.model.action_head`).
+        grounding_dim: 0, or the numbers the VLA answers about *where* before it acts (4: the task
+            object's and receptacle's table positions, :mod:`~vla_lessons.model.grounding`); needs the
+            ``"l1"`` head; its statistics are ``norm_stats[name]["grounding"]``.
     """
 
     model_type = "vla_lessons_prismatic_vla"
@@ -93,6 +102,7 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
     num_images: int = 1
     chunk_size: int = 1
     action_head: str = "tokens"
+    grounding_dim: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -110,6 +120,16 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
                 if got != self.proprio_dim:
                     raise ValueError(f"norm_stats[{name!r}] needs 'proprio' statistics (q01/q99) of length "
                                      f"proprio_dim={self.proprio_dim}, got length {got}")
+        if isinstance(self.grounding_dim, bool) or not isinstance(self.grounding_dim, int) or self.grounding_dim < 0:
+            raise ValueError(f"grounding_dim must be an int >= 0, got {self.grounding_dim!r}")
+        if self.grounding_dim and self.action_head != "l1":
+            raise ValueError("grounding feeds the continuous head's action queries: it needs action_head='l1'")
+        if self.grounding_dim and self.norm_stats is not None:
+            for name, stats in self.norm_stats.items():
+                got = len(stats.get("grounding", {}).get("q01", []))
+                if got != self.grounding_dim:
+                    raise ValueError(f"norm_stats[{name!r}] needs 'grounding' statistics (q01/q99) of length "
+                                     f"grounding_dim={self.grounding_dim}, got length {got}")
         if self.n_action_bins != self.n_reserved_tokens:
             raise ValueError(f"n_action_bins ({self.n_action_bins}) must equal the reserved id block "
                              f"n_reserved_tokens ({self.n_reserved_tokens})")
@@ -153,6 +173,11 @@ class PrismaticVLA(PrismaticVLM):
         if config.action_head == "l1":  # OpenVLA-OFT's parallel decoding with a continuous head
             self.action_queries = ActionQueries(config.chunk_size, hidden)
             self.l1_head = L1RegressionHead(hidden, config.action_dim)
+        self.grounding_query, self.grounding_head, self.where_projector = None, None, None
+        if config.grounding_dim:  # say where before acting (vla_lessons.model.grounding)
+            self.grounding_query = ActionQueries(1, hidden)
+            self.grounding_head = GroundingHead(hidden, config.grounding_dim)
+            self.where_projector = ProprioProjector(config.grounding_dim, hidden)
         self.tokenizer = None
         self._action_tokenizer = None
 
@@ -172,12 +197,38 @@ class PrismaticVLA(PrismaticVLM):
             raise ValueError(f"robot states must be (B, {p}), got shape {states.shape}")
         if not np.isfinite(states).all():
             raise ValueError("robot states contain NaN or inf")
-        key = self.action_tokenizer.resolve_unnorm_key(unnorm_key)
-        stats = self.config.norm_stats[key]["proprio"]
+        return torch.as_tensor(self._to_unit(states, "proprio", unnorm_key), dtype=torch.float32)
+
+    def _to_unit(self, values: np.ndarray, part: str, unnorm_key: str | None) -> np.ndarray:
+        """Raw values (B, P) -> [-1, 1] with the q01/q99 of ``norm_stats[key][part]`` (constant dims -> 0)."""
+        stats = self.config.norm_stats[self.action_tokenizer.resolve_unnorm_key(unnorm_key)][part]
         low, high = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
         span = np.where(high > low, high - low, 1.0)
-        out = np.where(high > low, np.clip(2 * (states - low) / span - 1, -1, 1), 0.0)
-        return torch.as_tensor(out, dtype=torch.float32)
+        return np.where(high > low, np.clip(2 * (values - low) / span - 1, -1, 1), 0.0)
+
+    # ---------------------------------------------------------------- grounding
+
+    def normalize_grounding(self, grounding, unnorm_key: str | None = None) -> torch.Tensor:
+        """Raw groundings in metres (B, G) -> float32 (B, G) in [-1, 1] (``norm_stats[key]["grounding"]``).
+
+        Introduced in lesson 06. Raises ``ValueError`` on a wrong shape or non-finite values.
+        """
+        g = self.config.grounding_dim
+        if not g:
+            raise ValueError("this VLA does not ground (config.grounding_dim == 0)")
+        grounding = np.asarray(grounding, dtype=np.float64)
+        if grounding.ndim != 2 or grounding.shape[1] != g:
+            raise ValueError(f"groundings must be (B, {g}) in metres, got shape {grounding.shape}")
+        if not np.isfinite(grounding).all():
+            raise ValueError("groundings contain NaN or inf")
+        return torch.as_tensor(self._to_unit(grounding, "grounding", unnorm_key), dtype=torch.float32)
+
+    def unnormalize_grounding(self, values, unnorm_key: str | None = None) -> np.ndarray:
+        """Normalised groundings (B, G) -> metres float64 (B, G), clipped to [-1, 1] first."""
+        stats = self.config.norm_stats[self.action_tokenizer.resolve_unnorm_key(unnorm_key)]["grounding"]
+        low, high = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
+        values = np.clip(np.asarray(values, np.float64), -1.0, 1.0)
+        return np.where(high > low, (values + 1) / 2 * (high - low) + low, low)
 
     def proprio_tokens(self, proprio, batch: int):
         """The proprioception token (B, 1, D) from normalised ``proprio`` (B, P), or None without it."""
@@ -273,28 +324,82 @@ class PrismaticVLA(PrismaticVLM):
 
     def normalized_action_chunks(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
                                  attention_mask: torch.Tensor | None = None, *, proprio: torch.Tensor | None = None,
-                                 wrist_pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+                                 wrist_pixel_values: torch.Tensor | None = None, grounding: torch.Tensor | None = None,
+                                 return_grounding: bool = False):
         """The L1 head's chunk for left-padded prompts: float32 (B, K, 7) in normalised units, with grad.
 
         Introduced in lesson 06 (``config.action_head == "l1"``). One forward pass: the K action
-        queries follow each prompt, and the head reads their last hidden states.
+        queries follow each prompt, and the head reads their last hidden states. A grounding VLA
+        (``config.grounding_dim = G``) needs ``grounding`` (B, G), normalised, for its where token;
+        ``return_grounding=True`` also returns what its grounding head answers in the same pass
+        (``(chunk, grounding (B, G))``; the query precedes the where token, so it cannot peek).
         """
         if self.l1_head is None:
             raise ValueError("this VLA answers with action tokens (config.action_head == 'tokens'); "
                              "add_l1_head gives it OpenVLA-OFT's continuous head")
+        g = self.config.grounding_dim
+        if g and grounding is None:
+            raise ValueError(f"this VLA acts on a grounding: pass grounding, float32 (B, {g}) normalised with "
+                             "normalize_grounding (the truth in training, normalized_grounding's answer at run time)")
+        if not g and (grounding is not None or return_grounding):
+            raise ValueError("this VLA does not ground (config.grounding_dim == 0); do not pass grounding")
+        batch, k = input_ids.shape[0], self.config.chunk_size
+        tail = [self.grounding_query(batch), self.where_tokens(grounding, batch)] if g else []
+        hidden, tokens = self._run_with_tail(input_ids, pixel_values, attention_mask, proprio, wrist_pixel_values,
+                                             tail + [self.action_queries(batch)])
+        chunk = self.l1_head(hidden[:, -k:])
+        if return_grounding:
+            return chunk, self.grounding_head(hidden[:, -k - 2], tokens)
+        return chunk
+
+    def where_tokens(self, grounding: torch.Tensor, batch: int) -> torch.Tensor:
+        """The where token (B, 1, D) from a normalised grounding (B, G)."""
+        g = self.config.grounding_dim
+        if not isinstance(grounding, torch.Tensor) or tuple(grounding.shape) != (batch, g):
+            raise ValueError(f"grounding must be a float tensor ({batch}, {g}), got "
+                             f"{tuple(getattr(grounding, 'shape', ())) or type(grounding).__name__}")
+        if not torch.isfinite(grounding).all():
+            raise ValueError("grounding contains NaN or inf")
+        return self.where_projector(grounding.float())
+
+    def normalized_grounding(self, input_ids: torch.Tensor, pixel_values: torch.Tensor,
+                             attention_mask: torch.Tensor | None = None, *, proprio: torch.Tensor | None = None,
+                             wrist_pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Where the task's things are, for left-padded prompts: float32 (B, G) in normalised units, with grad.
+
+        Introduced in lesson 06 (``config.grounding_dim > 0``). One forward pass that ends at the
+        grounding query; :class:`~vla_lessons.model.grounding.GroundingHead` reads its hidden state.
+        """
+        if self.grounding_head is None:
+            raise ValueError("this VLA does not ground (config.grounding_dim == 0)")
+        batch = input_ids.shape[0]
+        hidden, tokens = self._run_with_tail(input_ids, pixel_values, attention_mask, proprio, wrist_pixel_values,
+                                             [self.grounding_query(batch)])
+        return self.grounding_head(hidden[:, -1], tokens)
+
+    def _run_with_tail(self, input_ids, pixel_values, attention_mask, proprio, wrist_pixel_values, tail: list):
+        """The Llama's last hidden states (B, T', D) for image + extras + prompt + ``tail`` embeddings,
+        and the scene camera's visual tokens (B, N, D)."""
         self._check_ids(input_ids)
-        embeds, mask, _ = self.prepare_inputs_embeds(
-            input_ids, pixel_values, attention_mask,
-            extra_tokens=self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values))
-        batch, k = embeds.shape[0], self.config.chunk_size
-        embeds = torch.cat([embeds, self.action_queries(batch).to(embeds.dtype)], dim=1)
+        if pixel_values is None:
+            raise ValueError("the continuous head needs the scene image: pass pixel_values from model.preprocess")
+        embeds, mask, _ = self.prepare_inputs_embeds(input_ids, None, attention_mask)
+        tokens = self.visual_tokens(pixel_values)
+        if tokens.shape[0] != embeds.shape[0]:
+            raise ValueError(f"batch mismatch: {tokens.shape[0]} images for {embeds.shape[0]} prompts")
+        extra = self.extra_tokens(input_ids.shape[0], proprio, wrist_pixel_values)
+        inserted = tokens if extra is None else torch.cat([tokens, extra.to(tokens.dtype)], dim=1)
+        embeds, mask, _ = self._insert_patches(input_ids, embeds, inserted, mask, None)
+        batch = embeds.shape[0]
+        tail = torch.cat([t.to(embeds.dtype) for t in tail], dim=1)
+        embeds = torch.cat([embeds, tail], dim=1)
         if mask is None:
-            mask = torch.ones(batch, embeds.shape[1] - k, dtype=torch.long)
-        mask = torch.cat([mask, mask.new_ones(batch, k)], dim=1)
+            mask = torch.ones(batch, embeds.shape[1] - tail.shape[1], dtype=torch.long)
+        mask = torch.cat([mask, mask.new_ones(batch, tail.shape[1])], dim=1)
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         hidden = self.language_model.model(inputs_embeds=embeds, attention_mask=mask,
                                            position_ids=position_ids).last_hidden_state
-        return self.l1_head(hidden[:, -k:])
+        return hidden, tokens
 
     # ---------------------------------------------------------------- decoding
 
@@ -339,7 +444,7 @@ class PrismaticVLA(PrismaticVLM):
 
     @torch.no_grad()
     def predict_action(self, image, instruction: str, unnorm_key: str | None = None, *,
-                       restrict: bool = True, proprio=None, wrist_image=None) -> np.ndarray:
+                       restrict: bool = True, proprio=None, wrist_image=None, grounding=None) -> np.ndarray:
         """One camera image and one instruction -> the un-normalised action, float64 (7,).
 
         Introduced in lesson 06; the signature of openvla-7b's ``predict_action``. ``image`` is a
@@ -348,14 +453,15 @@ class PrismaticVLA(PrismaticVLM):
         ``proprio``: the raw robot state (P,), needed when ``config.proprio_dim > 0`` (as OFT's
         ``get_action`` reads ``obs["state"]``); ``wrist_image``: the wrist camera's uint8 (H, W, 3),
         needed when ``config.num_images == 2``. A VLA that predicts action chunks returns the
-        chunk's first action (:meth:`predict_action_chunk` returns all of them).
+        chunk's first action (:meth:`predict_action_chunk` returns all of them). A grounding VLA takes
+        ``grounding`` (G,) in metres, or grounds from ``image`` when it is None.
         """
         return self.predict_action_chunk(image, instruction, unnorm_key, restrict=restrict, proprio=proprio,
-                                         wrist_image=wrist_image)[0]
+                                         wrist_image=wrist_image, grounding=grounding)[0]
 
     @torch.no_grad()
     def predict_action_chunk(self, image, instruction: str, unnorm_key: str | None = None, *,
-                             restrict: bool = True, proprio=None, wrist_image=None) -> np.ndarray:
+                             restrict: bool = True, proprio=None, wrist_image=None, grounding=None) -> np.ndarray:
         """:meth:`predict_action`, but every action of the chunk: float64 (K, 7), K = ``config.chunk_size``.
 
         Introduced in lesson 06 (OpenVLA-OFT's ``get_action`` also returns the chunk).
@@ -371,29 +477,85 @@ class PrismaticVLA(PrismaticVLM):
                 raise ValueError(f"wrist_image must be one uint8 (H, W, 3) camera image, got shape {wrist.shape}")
             wrist = wrist[None]
         return self.predict_action_chunks(image[None], [instruction], unnorm_key, restrict=restrict, proprio=states,
-                                          wrist_images=wrist)[0]
+                                          wrist_images=wrist,
+                                          grounding=None if grounding is None else np.asarray(grounding)[None])[0]
 
     @torch.no_grad()
     def predict_actions(self, images, instructions: list[str], unnorm_key: str | None = None, *,
-                        restrict: bool = True, proprio=None, wrist_images=None) -> np.ndarray:
+                        restrict: bool = True, proprio=None, wrist_images=None, grounding=None) -> np.ndarray:
         """A batch: uint8 images (B, H, W, 3) and B instructions -> actions float64 (B, 7).
 
         Introduced in lesson 06. The first action of each chunk when the VLA predicts chunks
         (:meth:`predict_action_chunks`: all of them); the arguments are those of that method.
         """
         return self.predict_action_chunks(images, instructions, unnorm_key, restrict=restrict, proprio=proprio,
-                                          wrist_images=wrist_images)[:, 0]
+                                          wrist_images=wrist_images, grounding=grounding)[:, 0]
 
     @torch.no_grad()
     def predict_action_chunks(self, images, instructions: list[str], unnorm_key: str | None = None, *,
-                              restrict: bool = True, proprio=None, wrist_images=None) -> np.ndarray:
+                              restrict: bool = True, proprio=None, wrist_images=None, grounding=None) -> np.ndarray:
         """A batch: uint8 images (B, H, W, 3) and B instructions -> action chunks float64 (B, K, 7).
 
         Introduced in lesson 06. K = ``config.chunk_size`` (1 for OpenVLA). A non-action id (possible only with ``restrict=False``) is a
         ``ValueError`` naming it, never a silently clipped action. ``proprio``: raw robot states
         (B, P) when ``config.proprio_dim > 0``; ``wrist_images``: uint8 (B, H, W, 3) from the wrist
-        camera when ``config.num_images == 2``.
+        camera when ``config.num_images == 2``; ``grounding``: (B, G) in metres for a grounding VLA
+        (``config.grounding_dim = G``), where the task's things started -- None grounds from ``images``
+        (:meth:`predict_grounding`; a rollout grounds once, at reset, and passes it every step).
         """
+        inputs = self._action_inputs(images, instructions, unnorm_key, proprio, wrist_images)
+        key, enc, states, wrist = inputs["key"], inputs["enc"], inputs["states"], inputs["wrist"]
+        images = inputs["images"]
+        if self.config.action_head == "l1":  # one forward pass, no bins: clip to [-1, 1] and un-normalise
+            where = None
+            if self.config.grounding_dim:
+                if grounding is None:
+                    grounding = self.predict_grounding(images, instructions, unnorm_key, proprio=proprio,
+                                                       wrist_images=wrist_images)
+                where = self.normalize_grounding(grounding, key)
+                if len(where) != len(images):
+                    raise ValueError(f"give one grounding per image: {len(images)} images, {len(where)} groundings")
+            elif grounding is not None:
+                raise ValueError("this VLA does not ground (config.grounding_dim == 0); do not pass grounding")
+            was_training = self.training
+            self.eval()
+            try:
+                chunk = self.normalized_action_chunks(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
+                                                      proprio=states, wrist_pixel_values=wrist, grounding=where)
+            finally:
+                self.train(was_training)
+            values = np.clip(chunk.double().numpy(), -1.0, 1.0)
+            return np.asarray(self.action_tokenizer.normalizer(key).unnormalize(values), dtype=np.float64)
+        if grounding is not None:
+            raise ValueError("this VLA does not ground (config.grounding_dim == 0); do not pass grounding")
+        ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
+                                       restrict=restrict, proprio=states, wrist_pixel_values=wrist)
+        ids = ids.numpy().reshape(len(images), self.config.chunk_size, self.config.action_dim)
+        return np.asarray(self.action_tokenizer.decode(ids, key), dtype=np.float64)
+
+    @torch.no_grad()
+    def predict_grounding(self, images, instructions: list[str], unnorm_key: str | None = None, *,
+                          proprio=None, wrist_images=None) -> np.ndarray:
+        """Where the task's object and receptacle are, from uint8 images (B, H, W, 3): metres float64 (B, G).
+
+        Introduced in lesson 06 (``config.grounding_dim = G``; :mod:`~vla_lessons.model.grounding`).
+        The arguments are those of :meth:`predict_action_chunks`.
+        """
+        if not self.config.grounding_dim:
+            raise ValueError("this VLA does not ground (config.grounding_dim == 0)")
+        inputs = self._action_inputs(images, instructions, unnorm_key, proprio, wrist_images)
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.normalized_grounding(inputs["enc"]["input_ids"], self.preprocess(inputs["images"]),
+                                            inputs["enc"]["attention_mask"], proprio=inputs["states"],
+                                            wrist_pixel_values=inputs["wrist"])
+        finally:
+            self.train(was_training)
+        return self.unnormalize_grounding(out.double().numpy(), inputs["key"])
+
+    def _action_inputs(self, images, instructions, unnorm_key, proprio, wrist_images) -> dict:
+        """Check and encode what :meth:`predict_action_chunks` takes: images, key, prompts, states, wrist."""
         if self.tokenizer is None:
             raise ValueError("model.tokenizer is not set: load the VLA with load_vla() or build it with vla_from_vlm()")
         images = np.asarray(images)
@@ -419,20 +581,7 @@ class PrismaticVLA(PrismaticVLM):
                 raise ValueError(f"wrist_images must be uint8 of the scene images' shape {images.shape}, "
                                  f"got {wrist_images.dtype} {wrist_images.shape}")
             wrist = self.preprocess(wrist_images)
-        if self.config.action_head == "l1":  # one forward pass, no bins: clip to [-1, 1] and un-normalise
-            was_training = self.training
-            self.eval()
-            try:
-                chunk = self.normalized_action_chunks(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
-                                                      proprio=states, wrist_pixel_values=wrist)
-            finally:
-                self.train(was_training)
-            values = np.clip(chunk.double().numpy(), -1.0, 1.0)
-            return np.asarray(self.action_tokenizer.normalizer(key).unnormalize(values), dtype=np.float64)
-        ids = self.generate_action_ids(enc["input_ids"], self.preprocess(images), enc["attention_mask"],
-                                       restrict=restrict, proprio=states, wrist_pixel_values=wrist)
-        ids = ids.numpy().reshape(len(images), self.config.chunk_size, self.config.action_dim)
-        return np.asarray(self.action_tokenizer.decode(ids, key), dtype=np.float64)
+        return {"images": images, "key": key, "enc": enc, "states": states, "wrist": wrist}
 
 
 # ----------------------------------------------------------------------------- prompts and labels
@@ -499,13 +648,14 @@ def _clean_stats(norm_stats: dict) -> dict:
         raise ValueError("norm_stats must be a non-empty dict {dataset_name: {'action': {'q01': ..., 'q99': ...}}}")
     if "action" in norm_stats:  # one LeRobot stats dict: name it
         norm_stats = {"default": norm_stats}
-    return {name: {part: plain(stats[part]) for part in ("action", "proprio") if part in stats}
+    return {name: {part: plain(stats[part]) for part in ("action", "proprio", "grounding") if part in stats}
             for name, stats in norm_stats.items()}
 
 
 def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str = "openvla",
                  visual_position: str | None = None, proprio_dim: int = 0, num_images: int = 1,
-                 chunk_size: int | None = None, action_head: str | None = None) -> PrismaticVLA:
+                 chunk_size: int | None = None, action_head: str | None = None,
+                 grounding_dim: int | None = None) -> PrismaticVLA:
     """A :class:`PrismaticVLA` holding a copy of ``vlm``'s weights and the action statistics.
 
     Introduced in lesson 06. ``norm_stats``: ``{dataset_name: stats}`` or one LeRobot ``stats.json``
@@ -516,7 +666,8 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
     then hold ``"proprio"`` statistics). ``num_images=2`` also reads the wrist camera (no new
     weights: it shares the backbone and the projector). ``chunk_size``: actions per answer
     (None: ``vlm``'s own when it is a VLA, else 1); ``action_head`` likewise (None: ``vlm``'s, else
-    ``"tokens"``); a new ``"l1"`` head starts untrained.
+    ``"tokens"``); a new ``"l1"`` head starts untrained; ``grounding_dim`` likewise (None: ``vlm``'s,
+    else 0), a new grounding starts untrained.
     """
     fields = {k: v for k, v in vlm.config.to_dict().items()
               if k in PrismaticVLMConfig.__dataclass_fields__ or k.endswith("_config")}
@@ -526,15 +677,18 @@ def vla_from_vlm(vlm: PrismaticVLM, tokenizer, norm_stats: dict, *, layout: str 
         chunk_size = getattr(vlm.config, "chunk_size", 1)
     if action_head is None:
         action_head = getattr(vlm.config, "action_head", "tokens")
+    if grounding_dim is None:
+        grounding_dim = getattr(vlm.config, "grounding_dim", 0)
     config = PrismaticVLAConfig(**fields, norm_stats=_clean_stats(norm_stats), action_layout=layout,
                                 proprio_dim=proprio_dim, num_images=num_images, chunk_size=chunk_size,
-                                action_head=action_head)
+                                action_head=action_head, grounding_dim=grounding_dim)
     model = PrismaticVLA(config)
     weights = copy.deepcopy(vlm.state_dict())
     if chunk_size != getattr(vlm.config, "chunk_size", 1):  # queries for another chunk size: start afresh
         weights = {k: v for k, v in weights.items() if not k.startswith("action_queries.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    new = ("patch_position.", "proprio_projector.", "action_queries.", "l1_head.")
+    new = ("patch_position.", "proprio_projector.", "action_queries.", "l1_head.", "grounding_query.",
+           "grounding_head.", "where_projector.")
     if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"the VLM's weights do not fit the VLA: missing {missing}, unexpected {unexpected}")
     model.tokenizer = tokenizer
@@ -583,7 +737,27 @@ def add_l1_head(vla: PrismaticVLA, chunk_size: int) -> PrismaticVLA:
         raise ValueError(f"chunk_size must be an int in [1, 64], got {chunk_size!r}")
     c = vla.config
     return vla_from_vlm(vla, vla.tokenizer, c.norm_stats, layout=c.action_layout, proprio_dim=c.proprio_dim,
-                        num_images=c.num_images, chunk_size=chunk_size, action_head="l1")
+                        num_images=c.num_images, chunk_size=chunk_size, action_head="l1",
+                        grounding_dim=c.grounding_dim)
+
+
+def add_grounding(vla: PrismaticVLA, grounding_stats: dict) -> PrismaticVLA:
+    """A copy of ``vla`` (with the L1 head) that says where before it acts (:mod:`~vla_lessons.model.grounding`).
+
+    Introduced in lesson 06. ``grounding_stats`` (``q01``/``q99`` of the groundings, metres) join the
+    statistics of every dataset in ``norm_stats``; the grounding query, head and where token are new,
+    and so are learned 2-D patch positions when the VLA has none (zero at first: the grounding head's
+    cross-attention reads the visual tokens, and where a patch sits is what it has to find).
+    """
+    if vla.config.grounding_dim:
+        raise ValueError("this VLA already grounds")
+    if vla.config.action_head != "l1":
+        raise ValueError("grounding feeds the continuous head's action queries: add_l1_head first")
+    c = vla.config
+    stats = {name: {**s, "grounding": grounding_stats} for name, s in c.norm_stats.items()}
+    return vla_from_vlm(vla, vla.tokenizer, stats, layout=c.action_layout, proprio_dim=c.proprio_dim,
+                        num_images=c.num_images, grounding_dim=len(np.asarray(grounding_stats["q01"])),
+                        visual_position="learned-2d")
 
 
 def add_wrist_camera(vla: PrismaticVLA) -> PrismaticVLA:

@@ -65,6 +65,9 @@ ACTION_CHUNK = {"fast": None, "full": None}
 #: How the VLA answers from the chunk stage on: ``"tokens"`` (OpenVLA's action ids, 7 K of them)
 #: or ``"l1"`` (OpenVLA-OFT's continuous head, :func:`~vla_lessons.model.vla.add_l1_head`).
 ACTION_HEAD = {"fast": "tokens", "full": "tokens"}
+#: The stage from which the VLA says where the task's object and receptacle are before it acts
+#: (:mod:`~vla_lessons.model.grounding`; needs the ``"l1"`` head from that stage on); None: never.
+GROUND_FROM = {"fast": None, "full": None}
 HELDOUT_FRACTION = 0.05
 
 
@@ -131,7 +134,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                      progress: bool = True, start_from=None, vlm_dir=None,
                      visual_position: str | None = None, proprio_from: int | str | None = "course",
                      wrist_from: int | str | None = "course", localise: LocaliseConfig | None | str = "course",
-                     chunk: tuple[int, int] | None | str = "course", action_head: str = "course") -> dict:
+                     chunk: tuple[int, int] | None | str = "course", action_head: str = "course",
+                     ground_from: int | None | str = "course") -> dict:
     """Fine-tune, evaluate and save the course's VLA; returns the summary written to ``metrics.json``.
 
     Introduced in lesson 06. ``stages`` (FinetuneConfigs) overrides :data:`COURSE_FINETUNE`;
@@ -143,7 +147,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     ``wrist_from``, the same for the wrist camera (:data:`WRIST_FROM_STAGE`); ``localise``, the
     localisation objective (``"course"``: :data:`LOCALISE`; None: none); ``chunk``, ``(stage, K)``
     for action chunks of K actions from that stage on (``"course"``: :data:`ACTION_CHUNK`; None: none),
-    answered as ``action_head`` says (``"course"``: :data:`ACTION_HEAD`; ``"tokens"`` or ``"l1"``).
+    answered as ``action_head`` says (``"course"``: :data:`ACTION_HEAD`; ``"tokens"`` or ``"l1"``);
+    ``ground_from``, the stage from which the VLA grounds (``"course"``: :data:`GROUND_FROM`; None: never).
     """
     from vla_lessons.data.recipes import build_dataset, course_recipes
     from vla_lessons.data.layout import DatasetNotFoundError
@@ -177,6 +182,14 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         raise ValueError("action_head='l1' joins at the chunk stage: pass chunk=(stage, K) too (K may be 1)")
     if action_head == "l1" and any(c.label_sigma > 0 for c in stages[chunk[0]:]):
         raise ValueError("label_sigma spreads targets over bins: the stages with the L1 head must have label_sigma=0")
+    if ground_from == "course":
+        ground_from = GROUND_FROM["full" if full else "fast"]
+    if ground_from is not None and (isinstance(ground_from, bool) or not isinstance(ground_from, int)
+                                    or not 0 <= ground_from < len(stages)):
+        raise ValueError(f"ground_from must be None or a stage index in [0, {len(stages) - 1}], got {ground_from!r}")
+    if ground_from is not None and (action_head != "l1" or chunk is None or ground_from < chunk[0]):
+        raise ValueError("grounding feeds the continuous head: it needs action_head='l1' and a chunk stage "
+                         "at or before ground_from")
     t0 = time.perf_counter()
     recipe = course_recipes(full)["tabletop_train"]
     try:
@@ -197,6 +210,10 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
             raise ValueError(f"{name} must be None or a stage index in [0, {len(stages) - 1}], got {value!r}")
     # the wrist camera's images only when a stage may need them (a resumed VLA may read them already)
     frames = load_action_frames(recipe.root, wrist=wrist_from is not None or start_from is not None)
+    if ground_from is not None:  # what the VLA is taught to say: where the task's things start
+        from vla_lessons.model.grounding import episode_grounding
+
+        frames.grounding = episode_grounding(recipe.root)[frames.episodes]
     train, heldout = split_episodes(frames)
     stats = meta.stats
     env.seed_everything(stages[0].seed)
@@ -239,6 +256,12 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
                 model = add_l1_head(model, chunk[1])
             else:
                 set_action_chunk(model, chunk[1])
+        if ground_from is not None and k == ground_from and not model.config.grounding_dim:
+            from vla_lessons.data.stats import compute_stats
+            from vla_lessons.model.vla import add_grounding
+
+            env.seed_everything(config.seed)
+            model = add_grounding(model, compute_stats(train.grounding))
         if localise is not None and k >= localise.from_stage and loc is None:
             loc = start_localisation(model, localise, warm_up=k == localise.from_stage, progress=progress)
             model = loc["model"]
@@ -272,7 +295,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         "finetune": [asdict(c) for c in stages], "trainable": result.trainable,
         "proprio_from_stage": proprio_from, "wrist_from_stage": wrist_from,
         "action_chunk": None if chunk is None else {"from_stage": chunk[0], "size": chunk[1]},
-        "action_head": model.config.action_head,
+        "action_head": model.config.action_head, "ground_from_stage": ground_from,
         "num_images": model.config.num_images, "visual_position": model.config.visual_position,
         "resumed_after_stage": done or None,
         "localise": None if loc is None else {"config": asdict(localise), "warmup": loc["warmup"],

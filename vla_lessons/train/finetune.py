@@ -45,6 +45,8 @@ class ActionFrames:
         families: N task family names.
         states: float32 (N, 8), the robot state at each step (``observation.state``), or None.
         wrist_images: uint8 (N, H, W, 3), the wrist camera, or None.
+        grounding: float32 (N, G), where the episode's task object and receptacle started (metres,
+            :func:`~vla_lessons.model.grounding.episode_grounding`), or None: what a grounding VLA is taught.
     """
 
     images: np.ndarray
@@ -54,6 +56,7 @@ class ActionFrames:
     families: list
     states: np.ndarray | None = None
     wrist_images: np.ndarray | None = None
+    grounding: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.images)
@@ -70,6 +73,9 @@ class ActionFrames:
                                               or self.wrist_images.dtype != np.uint8):
             raise ValueError(f"wrist_images must be uint8 of the images' shape {self.images.shape}, "
                              f"got {self.wrist_images.dtype} {self.wrist_images.shape}")
+        if self.grounding is not None and (self.grounding.ndim != 2 or len(self.grounding) != n
+                                           or not np.isfinite(self.grounding).all()):
+            raise ValueError(f"grounding must be finite (N, G) with N = {n}, got {self.grounding.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -80,7 +86,8 @@ class ActionFrames:
         return ActionFrames(self.images[index], [self.instructions[i] for i in index], self.actions[index],
                             self.episodes[index], [self.families[i] for i in index],
                             None if self.states is None else self.states[index],
-                            None if self.wrist_images is None else self.wrist_images[index])
+                            None if self.wrist_images is None else self.wrist_images[index],
+                            None if self.grounding is None else self.grounding[index])
 
 
 def load_action_frames(root, episodes=None, *, wrist: bool = True) -> ActionFrames:
@@ -125,6 +132,11 @@ class FinetuneConfig:
     ``label_sigma``: Gaussian soft targets over neighbouring bins, in bins (0 = one-hot, OpenVLA's).
     ``loc_batch``: "where is the X?" questions added to each step (0 = none), their loss weighted
     by ``loc_weight`` (:mod:`~vla_lessons.train.localise`; needs ``where=`` and ``loc_head=``).
+    ``ground_batch``: for a grounding VLA, steps from episodes' first
+    :data:`~vla_lessons.model.grounding.GROUND_STEPS` added to each batch (they teach the grounding
+    head; every step teaches the actions); ``ground_weight`` weights the grounding's L1 loss;
+    ``ground_noise``: the standard deviation (metres) of the noise added to the true grounding
+    the where token reads in training, so that the actions tolerate a grounding a little off.
     """
 
     steps: int
@@ -140,10 +152,19 @@ class FinetuneConfig:
     label_sigma: float = 0.0
     loc_batch: int = 0
     loc_weight: float = 1.0
+    ground_batch: int = 0
+    ground_weight: float = 1.0
+    ground_noise: float = 0.01
 
     def __post_init__(self):
         if isinstance(self.loc_batch, bool) or not isinstance(self.loc_batch, int) or self.loc_batch < 0:
             raise ValueError(f"loc_batch must be an int >= 0 (questions per step), got {self.loc_batch!r}")
+        if isinstance(self.ground_batch, bool) or not isinstance(self.ground_batch, int) or self.ground_batch < 0:
+            raise ValueError(f"ground_batch must be an int >= 0 (steps per batch), got {self.ground_batch!r}")
+        for name in ("ground_weight", "ground_noise"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if not (math.isfinite(self.loc_weight) and self.loc_weight >= 0):
             raise ValueError(f"loc_weight must be a number >= 0, got {self.loc_weight!r}")
         if not (math.isfinite(self.label_sigma) and self.label_sigma >= 0):
@@ -206,7 +227,8 @@ def action_metrics(model, logits: torch.Tensor, target_ids: torch.Tensor) -> dic
 
 
 def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: str | None = None,
-                shift: int = 0, rng: np.random.Generator | None = None, label_sigma: float = 0.0):
+                shift: int = 0, rng: np.random.Generator | None = None, label_sigma: float = 0.0,
+                ground_noise: float = 0.0, ground_weight: float = 1.0, extras: dict | None = None):
     """``(loss, logits (B, 7 K, V), target ids (B, 7 K))`` for the steps at ``index``.
 
     Introduced in lesson 06. K is the model's ``chunk_size`` (1 unless it predicts action chunks:
@@ -217,6 +239,13 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     are computed. ``label_sigma > 0`` spreads each target over its neighbouring bins with a
     Gaussian of that width in bins (:func:`gaussian_bin_targets`), so a near miss costs less than a
     far one.
+
+    A grounding VLA (``config.grounding_dim > 0``) reads ``frames.grounding`` in its where token
+    (plus Gaussian noise of ``ground_noise`` metres) and answers it from its grounding query in the
+    same pass; the L1 of that answer on the steps among ``index`` from an episode's first
+    :data:`~vla_lessons.model.grounding.GROUND_STEPS` joins the loss, weighted by ``ground_weight``.
+    ``extras`` (a dict), when given, receives ``ground_l1`` and ``ground_cm`` (the median distance of
+    the answered object position from the truth) for those steps.
     """
     from vla_lessons.model.vla import encode_action_examples
 
@@ -250,6 +279,9 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
         if shift:
             wrist = random_shift(wrist, shift, rng if rng is not None else np.random.default_rng(1))
         extra["wrist_pixel_values"] = model.preprocess(wrist)
+    if l1_head and getattr(model.config, "grounding_dim", 0):  # say where (teacher-forced), then act
+        return _grounded_loss(model, frames, index, images, enc, extra, targets, unnorm_key, rng,
+                              ground_noise, ground_weight, extras)
     if l1_head:  # OpenVLA-OFT: the whole chunk in one pass, L1 against the normalised actions
         predicted = model.normalized_action_chunks(enc["input_ids"], model.preprocess(images), enc["attention_mask"],
                                                    proprio=extra.get("proprio"),
@@ -266,6 +298,34 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     else:
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_ids.reshape(-1))
     return loss, logits.detach(), target_ids
+
+
+def _grounded_loss(model, frames, index, images, enc, extra, targets, unnorm_key, rng, noise, weight, extras):
+    """:func:`action_loss` for a grounding VLA: the where token reads the (noisy) truth, the query answers it."""
+    from vla_lessons.model.grounding import GROUND_STEPS
+
+    if frames.grounding is None:
+        raise ValueError("this VLA grounds, but the frames have no grounding (set ActionFrames.grounding from "
+                         "vla_lessons.model.grounding.episode_grounding)")
+    truth = frames.grounding[index].astype(np.float64)
+    fed = truth
+    if noise > 0:
+        fed = truth + (rng if rng is not None else np.random.default_rng(0)).normal(0.0, noise, truth.shape)
+    predicted, grounding = model.normalized_action_chunks(
+        enc["input_ids"], model.preprocess(images), enc["attention_mask"], proprio=extra.get("proprio"),
+        wrist_pixel_values=extra.get("wrist_pixel_values"), grounding=model.normalize_grounding(fed, unnorm_key),
+        return_grounding=True)
+    loss = F.l1_loss(predicted, targets)
+    early = torch.as_tensor(step_in_episode(frames.episodes)[index] < GROUND_STEPS)
+    if bool(early.any()):
+        answer = grounding[early]
+        ground_l1 = F.l1_loss(answer, model.normalize_grounding(truth[early.numpy()], unnorm_key))
+        loss = loss + weight * ground_l1
+        if extras is not None:
+            metres = model.unnormalize_grounding(answer.detach().double().numpy(), unnorm_key)
+            miss = np.linalg.norm(metres[:, :2] - truth[early.numpy(), :2], axis=1)
+            extras.update(ground_l1=float(ground_l1.detach()), ground_cm=float(np.median(miss) * 100))
+    return loss, predicted.detach(), targets
 
 
 def chunk_indices(episodes, index, size: int) -> np.ndarray:
@@ -344,6 +404,13 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
         raise ValueError("config.loc_batch > 0 needs where= (a WhereData) and loc_head= (a LocalisationHead)")
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
+    early = None
+    if config.ground_batch:
+        from vla_lessons.model.grounding import GROUND_STEPS
+
+        if not getattr(model.config, "grounding_dim", 0):
+            raise ValueError("config.ground_batch > 0 needs a grounding VLA (add_grounding)")
+        early = np.flatnonzero(step_in_episode(frames.episodes) < GROUND_STEPS)
     params = [p for p in (parameters if parameters is not None else model.parameters()) if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no parameter requires grad")
@@ -373,8 +440,13 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["scale"]
             index = rng.integers(0, len(frames), n_act)
+            if early is not None:
+                index = np.concatenate([index, rng.choice(early, config.ground_batch)])
+            extras = {}
             loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key,
-                                                shift=config.shift, rng=rng, label_sigma=config.label_sigma)
+                                                shift=config.shift, rng=rng, label_sigma=config.label_sigma,
+                                                ground_noise=config.ground_noise, ground_weight=config.ground_weight,
+                                                extras=extras)
             total = loss
             vqa_loss = None
             if n_vqa:
@@ -399,14 +471,17 @@ def finetune_vla(model, frames: ActionFrames, config: FinetuneConfig, *, unnorm_
                 row["vqa_loss"] = float(vqa_loss.detach())
             if loc_loss is not None:
                 row["loc_loss"] = float(loc_loss.detach())
+            row.update(extras)
             window.append(row)
             if (step + 1) % config.log_every == 0 or step == config.steps - 1:
-                mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                keys = dict.fromkeys(k for w in window for k in w)  # in order; ground_* only on some steps
+                mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
                 result.history.append({"step": step + 1, "lr": lr, **mean})
                 window = []
                 if progress and ((step + 1) % max(1, config.steps // 10) < config.log_every
                                  or step == config.steps - 1):
                     acc = f"acc {mean['action_accuracy']:.3f}  " if "action_accuracy" in mean else ""
+                    acc += f"where {mean['ground_cm']:.1f} cm  " if "ground_cm" in mean else ""
                     print(f"  step {step + 1}/{config.steps}  loss {mean['loss']:.3f}  {acc}l1 {mean['l1']:.4f}  "
                           f"({time.perf_counter() - start:.0f} s)", flush=True)
     finally:
@@ -424,6 +499,8 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
     """Teacher-forced ``loss``, ``action_accuracy`` and ``l1`` over all of ``frames`` (no augmentation).
 
     Introduced in lesson 06. With the continuous head (``action_head == "l1"``): ``loss`` (L1) and ``l1``.
+    A grounding VLA acts on the true grounding here, and ``ground_cm`` is the median distance of
+    its own answer (object position) from the truth on the episodes' first steps.
     """
     model.eval()
     sums, n = {}, 0
@@ -434,7 +511,21 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
         for key, value in row.items():
             sums[key] = sums.get(key, 0.0) + value * len(index)
         n += len(index)
-    return {k: v / n for k, v in sums.items()}
+    out = {k: v / n for k, v in sums.items()}
+    if getattr(model.config, "grounding_dim", 0):
+        from vla_lessons.model.grounding import GROUND_STEPS
+
+        early = np.flatnonzero(step_in_episode(frames.episodes) < GROUND_STEPS)
+        misses = []
+        for k in range(0, len(early), batch_size):
+            index = early[k:k + batch_size]
+            with torch.no_grad():
+                metres = model.predict_grounding(frames.images[index], [frames.instructions[i] for i in index],
+                                                 unnorm_key, proprio=None if frames.states is None or not
+                                                 model.config.proprio_dim else frames.states[index])
+            misses.append(np.linalg.norm(metres[:, :2] - frames.grounding[index, :2], axis=1))
+        out["ground_cm"] = float(np.median(np.concatenate(misses)) * 100)
+    return out
 
 
 def step_in_episode(episodes) -> np.ndarray:
@@ -489,7 +580,9 @@ def vla_policy(model, unnorm_key: str | None = None):
 
     Introduced in lesson 06. A VLA that reads the robot state gives a policy with
     ``needs_state = True`` (called with the raw ``states`` as a third argument); one that reads
-    the wrist camera, ``needs_wrist = True`` (called with ``wrist_images=``). A VLA that predicts
+    the wrist camera, ``needs_wrist = True`` (called with ``wrist_images=``); one that grounds,
+    ``needs_grounding = True`` and ``policy.ground(images, instructions, states)`` -> (B, G) metres, which
+    the rollout calls at reset and passes back as ``grounding=`` at every step. A VLA that predicts
     action chunks gives ``chunk_size = K`` and returns (B, K, 7): the rollout executes each chunk
     before it calls again.
     """
@@ -498,13 +591,22 @@ def vla_policy(model, unnorm_key: str | None = None):
     needs_wrist = getattr(model.config, "num_images", 1) == 2
     chunk = getattr(model.config, "chunk_size", 1)
 
-    def policy(images, instructions, states=None, *, wrist_images=None):
+    grounds = bool(getattr(model.config, "grounding_dim", 0))
+
+    def policy(images, instructions, states=None, *, wrist_images=None, grounding=None):
         if chunk > 1:
             return model.predict_action_chunks(images, list(instructions), unnorm_key, proprio=states,
-                                               wrist_images=wrist_images)
+                                               wrist_images=wrist_images, grounding=grounding)
         return model.predict_actions(images, list(instructions), unnorm_key, proprio=states,
-                                     wrist_images=wrist_images)
+                                     wrist_images=wrist_images, grounding=grounding)
 
+    if grounds:  # the rollout grounds once per episode, from its first image, and passes grounding= after
+        def ground(images, instructions, states=None, *, wrist_images=None):
+            return model.predict_grounding(images, list(instructions), unnorm_key, proprio=states,
+                                           wrist_images=wrist_images)
+
+        policy.ground = ground
+    policy.needs_grounding = grounds
     policy.needs_state = needs_state
     policy.needs_wrist = needs_wrist
     policy.chunk_size = chunk

@@ -55,6 +55,7 @@ def privileged_features(sim) -> np.ndarray:
     receptacle's xy is 0 when the task has none (pick, push); the direction one-hot is 0 unless
     the task is a push. A cube's yaw enters as sin/cos of 4 x yaw (a quarter turn looks the same).
     """
+    from vla_lessons.model.grounding import task_grounding
     from vla_lessons.sim import FAMILIES
     from vla_lessons.sim.config import SHAPES
     from vla_lessons.sim.expert import _yaw_of
@@ -62,15 +63,12 @@ def privileged_features(sim) -> np.ndarray:
     task = getattr(sim, "task", None)
     if task is None:
         raise ValueError("privileged_features needs a reset TabletopEnv (call sim.reset(seed=...) first)")
-    things = sim.scene_objects()
-    target = next((o for o in things if o.kind == "object" and o.is_target), None)
-    if target is None:
-        raise ValueError("the scene has no task object (no object with is_target)")
-    receptacle = next((o.position[:2] for o in things if o.kind == "receptacle" and o.is_target), np.zeros(2))
+    where = task_grounding(sim)  # the task object's and receptacle's xy
+    target = next(o for o in sim.scene_objects() if o.kind == "object" and o.is_target)
     yaw = 4.0 * _yaw_of(target.quaternion)
     direction = getattr(task, "direction", None)
     return np.concatenate([
-        target.position[:2], receptacle, [math.sin(yaw), math.cos(yaw)],
+        where, [math.sin(yaw), math.cos(yaw)],
         np.eye(len(FAMILIES))[FAMILIES.index(task.family)],
         np.eye(len(SHAPES))[SHAPES.index(target.shape)],
         np.eye(len(DIRECTIONS))[DIRECTIONS.index(direction)] if direction in DIRECTIONS else np.zeros(len(DIRECTIONS)),
