@@ -30,9 +30,11 @@ def main():
     parser.add_argument("--loc-batch", type=int, default=0,
                         help="where-questions added to each action step (0: no localisation objective)")
     parser.add_argument("--warmup", type=int, default=1500, help="localisation-only steps first (with --loc-batch)")
+    parser.add_argument("--shift", type=int, default=4, help="random image shift in training, pixels (the build's: 4)")
     args = parser.parse_args()
     stages = list(COURSE_FINETUNE["full"])
-    stages[2] = replace(stages[2], steps=args.steps, label_sigma=args.label_sigma, loc_batch=args.loc_batch)
+    stages[2] = replace(stages[2], steps=args.steps, label_sigma=args.label_sigma, loc_batch=args.loc_batch,
+                        shift=args.shift)
     localise = LocaliseConfig(from_stage=2, warmup_steps=args.warmup) if args.loc_batch else None
     summary = build_course_vla(args.out, full=True, stages=tuple(stages), start_from=(2, args.stage2),
                                chunk=(2, args.chunk), action_head=args.head, localise=localise)

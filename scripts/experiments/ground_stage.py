@@ -42,9 +42,11 @@ def main():
     parser.add_argument("--ground-batch", type=int, default=8, help="first steps of episodes added to each batch")
     parser.add_argument("--noise", type=float, default=0.01, help="noise on the true grounding in training (m)")
     parser.add_argument("--warmup", type=int, default=0, help="localisation-only steps first (0: none)")
+    parser.add_argument("--shift", type=int, default=4, help="random image shift in training, pixels (the build's: 4)")
     args = parser.parse_args()
     stages = list(COURSE_FINETUNE["full"])
-    stages[2] = replace(stages[2], steps=args.steps, ground_batch=args.ground_batch, ground_noise=args.noise)
+    stages[2] = replace(stages[2], steps=args.steps, ground_batch=args.ground_batch, ground_noise=args.noise,
+                        shift=args.shift)
     localise = LocaliseConfig(from_stage=2, warmup_steps=args.warmup) if args.warmup else None
     summary = build_course_vla(args.out, full=True, stages=tuple(stages), start_from=(2, args.stage2),
                                chunk=(2, args.chunk), action_head="l1", ground_from=2, localise=localise)
