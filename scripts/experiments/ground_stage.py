@@ -26,10 +26,11 @@ def true_grounding_policy(model):
 
     inner = vla_policy(model, UNNORM_KEY)
 
-    def policy(images, instructions, states=None, *, privileged=None):
-        return inner(images, instructions, states, grounding=privileged[:, :GROUNDING_DIM])
+    def policy(images, instructions, states=None, *, privileged=None, wrist_images=None):
+        return inner(images, instructions, states, grounding=privileged[:, :GROUNDING_DIM], wrist_images=wrist_images)
 
-    policy.chunk_size, policy.needs_state, policy.needs_privileged = inner.chunk_size, inner.needs_state, True
+    policy.chunk_size, policy.needs_state, policy.needs_wrist = inner.chunk_size, inner.needs_state, inner.needs_wrist
+    policy.needs_privileged = True
     return policy
 
 

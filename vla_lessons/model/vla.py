@@ -116,20 +116,20 @@ class PrismaticVLAConfig(PrismaticVLMConfig):
             raise ValueError(f"proprio_dim must be an int >= 0, got {self.proprio_dim!r}")
         if self.proprio_dim and self.norm_stats is not None:
             for name, stats in self.norm_stats.items():
-                got = len(stats.get("proprio", {}).get("q01", []))
-                if got != self.proprio_dim:
+                got = {len(stats.get("proprio", {}).get(q, [])) for q in ("q01", "q99")}
+                if got != {self.proprio_dim}:
                     raise ValueError(f"norm_stats[{name!r}] needs 'proprio' statistics (q01/q99) of length "
-                                     f"proprio_dim={self.proprio_dim}, got length {got}")
+                                     f"proprio_dim={self.proprio_dim}, got lengths {sorted(got)}")
         if isinstance(self.grounding_dim, bool) or not isinstance(self.grounding_dim, int) or self.grounding_dim < 0:
             raise ValueError(f"grounding_dim must be an int >= 0, got {self.grounding_dim!r}")
         if self.grounding_dim and self.action_head != "l1":
             raise ValueError("grounding feeds the continuous head's action queries: it needs action_head='l1'")
         if self.grounding_dim and self.norm_stats is not None:
             for name, stats in self.norm_stats.items():
-                got = len(stats.get("grounding", {}).get("q01", []))
-                if got != self.grounding_dim:
+                got = {len(stats.get("grounding", {}).get(q, [])) for q in ("q01", "q99")}
+                if got != {self.grounding_dim}:
                     raise ValueError(f"norm_stats[{name!r}] needs 'grounding' statistics (q01/q99) of length "
-                                     f"grounding_dim={self.grounding_dim}, got length {got}")
+                                     f"grounding_dim={self.grounding_dim}, got lengths {sorted(got)}")
         if self.n_action_bins != self.n_reserved_tokens:
             raise ValueError(f"n_action_bins ({self.n_action_bins}) must equal the reserved id block "
                              f"n_reserved_tokens ({self.n_reserved_tokens})")
@@ -225,6 +225,8 @@ class PrismaticVLA(PrismaticVLM):
 
     def unnormalize_grounding(self, values, unnorm_key: str | None = None) -> np.ndarray:
         """Normalised groundings (B, G) -> metres float64 (B, G), clipped to [-1, 1] first."""
+        if not self.config.grounding_dim:
+            raise ValueError("this VLA does not ground (config.grounding_dim == 0)")
         stats = self.config.norm_stats[self.action_tokenizer.resolve_unnorm_key(unnorm_key)]["grounding"]
         low, high = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
         values = np.clip(np.asarray(values, np.float64), -1.0, 1.0)

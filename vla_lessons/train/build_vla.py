@@ -190,6 +190,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
     if ground_from is not None and (action_head != "l1" or chunk is None or ground_from < chunk[0]):
         raise ValueError("grounding feeds the continuous head: it needs action_head='l1' and a chunk stage "
                          "at or before ground_from")
+    if any(c.ground_batch for c in stages[:len(stages) if ground_from is None else ground_from]):
+        raise ValueError("a stage has ground_batch > 0 but grounding starts later or never (pass ground_from=...)")
     t0 = time.perf_counter()
     recipe = course_recipes(full)["tabletop_train"]
     try:
@@ -225,7 +227,8 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         done, path = start_from
         model = load_vla(path)
         for name, value, has in (("proprio_from", proprio_from, model.config.proprio_dim > 0),
-                                 ("wrist_from", wrist_from, model.config.num_images == 2)):
+                                 ("wrist_from", wrist_from, model.config.num_images == 2),
+                                 ("ground_from", ground_from, model.config.grounding_dim > 0)):
             if value is not None and value < done and not has:
                 raise ValueError(f"{name}={value} is before the resumed stage {done}, but the VLA at {path} "
                                  "lacks that input: resume from an earlier stage or change the recipe")

@@ -244,8 +244,10 @@ def action_loss(model, frames: ActionFrames, index: np.ndarray, *, unnorm_key: s
     (plus Gaussian noise of ``ground_noise`` metres) and answers it from its grounding query in the
     same pass; the L1 of that answer on the steps among ``index`` from an episode's first
     :data:`~vla_lessons.model.grounding.GROUND_STEPS` joins the loss, weighted by ``ground_weight``.
-    ``extras`` (a dict), when given, receives ``ground_l1`` and ``ground_cm`` (the median distance of
-    the answered object position from the truth) for those steps.
+    ``extras`` (a dict), when given, receives ``action_loss`` (the L1 of the actions alone) and, for
+    those steps, ``ground_l1`` and ``ground_cm`` (the median distance of the answered object position
+    from the truth). An episode's first steps are counted from the first of its steps in ``frames``:
+    pass whole episodes.
     """
     from vla_lessons.model.vla import encode_action_examples
 
@@ -309,13 +311,15 @@ def _grounded_loss(model, frames, index, images, enc, extra, targets, unnorm_key
                          "vla_lessons.model.grounding.episode_grounding)")
     truth = frames.grounding[index].astype(np.float64)
     fed = truth
-    if noise > 0:
+    if noise > 0:  # every number, the (0, 0) of a missing receptacle too (the instruction says there is none)
         fed = truth + (rng if rng is not None else np.random.default_rng(0)).normal(0.0, noise, truth.shape)
     predicted, grounding = model.normalized_action_chunks(
         enc["input_ids"], model.preprocess(images), enc["attention_mask"], proprio=extra.get("proprio"),
         wrist_pixel_values=extra.get("wrist_pixel_values"), grounding=model.normalize_grounding(fed, unnorm_key),
         return_grounding=True)
     loss = F.l1_loss(predicted, targets)
+    if extras is not None:
+        extras["action_loss"] = float(loss.detach())
     early = torch.as_tensor(step_in_episode(frames.episodes)[index] < GROUND_STEPS)
     if bool(early.any()):
         answer = grounding[early]
@@ -499,15 +503,17 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
     """Teacher-forced ``loss``, ``action_accuracy`` and ``l1`` over all of ``frames`` (no augmentation).
 
     Introduced in lesson 06. With the continuous head (``action_head == "l1"``): ``loss`` (L1) and ``l1``.
-    A grounding VLA acts on the true grounding here, and ``ground_cm`` is the median distance of
-    its own answer (object position) from the truth on the episodes' first steps.
+    A grounding VLA acts on the true grounding here (``loss`` is the actions' L1 alone), and
+    ``ground_cm`` is the median distance of its own answer (object position) from the truth on the
+    episodes' first steps (``frames`` must hold whole episodes).
     """
     model.eval()
     sums, n = {}, 0
     for k in range(0, len(frames), batch_size):
         index = np.arange(k, min(k + batch_size, len(frames)))
-        loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key)
-        row = {"loss": float(loss), **action_metrics(model, logits, targets)}
+        extras = {}
+        loss, logits, targets = action_loss(model, frames, index, unnorm_key=unnorm_key, extras=extras)
+        row = {"loss": extras.get("action_loss", float(loss)), **action_metrics(model, logits, targets)}
         for key, value in row.items():
             sums[key] = sums.get(key, 0.0) + value * len(index)
         n += len(index)
@@ -519,10 +525,10 @@ def evaluate_actions(model, frames: ActionFrames, *, unnorm_key: str | None = No
         misses = []
         for k in range(0, len(early), batch_size):
             index = early[k:k + batch_size]
-            with torch.no_grad():
-                metres = model.predict_grounding(frames.images[index], [frames.instructions[i] for i in index],
-                                                 unnorm_key, proprio=None if frames.states is None or not
-                                                 model.config.proprio_dim else frames.states[index])
+            wrist = frames.wrist_images[index] if model.config.num_images == 2 else None
+            states = frames.states[index] if model.config.proprio_dim else None
+            metres = model.predict_grounding(frames.images[index], [frames.instructions[i] for i in index],
+                                             unnorm_key, proprio=states, wrist_images=wrist)
             misses.append(np.linalg.norm(metres[:, :2] - frames.grounding[index, :2], axis=1))
         out["ground_cm"] = float(np.median(np.concatenate(misses)) * 100)
     return out
