@@ -544,3 +544,23 @@ def test_same_seed_is_identical_across_processes():
     exec(_HASH_SCRIPT.replace("print(h.hexdigest())", "result = h.hexdigest()"), namespace)
     digests.add(namespace["result"])
     assert len(digests) == 1
+
+
+def test_pixel_of_projects_with_the_scene_camera():
+    from vla_lessons.sim import TabletopEnv
+    from vla_lessons.sim.scene import THIRD_PERSON_TARGET
+
+    env = TabletopEnv(image_size=96, render_images=False)
+    with pytest.raises(ValueError, match="reset"):
+        env.pixel_of(np.zeros((1, 3)))
+    env.reset(seed=3, options={"task": "pick"})
+    try:
+        np.testing.assert_allclose(env.pixel_of(np.array([THIRD_PERSON_TARGET])), [[48.0, 48.0]], atol=1e-3)
+        step = env.pixel_of(np.array([[0.18, 0.01, 0.0], [0.17, 0.02, 0.0]])) - env.pixel_of(np.array([[0.17, 0.01, 0.0]]))
+        assert (1.0 < np.linalg.norm(step, axis=1)).all() and (np.linalg.norm(step, axis=1) < 3.0).all()
+        with pytest.raises(ValueError, match=r"\(N, 3\)"):
+            env.pixel_of(np.zeros(3))
+        with pytest.raises(ValueError, match="behind"):
+            env.pixel_of(np.array([[2.0, -1.0, 1.0]]))
+    finally:
+        env.close()

@@ -480,6 +480,27 @@ class TabletopEnv(gym.Env):
         target = next((r.position for r in self.layout.receptacles if r.is_target), None)
         return is_success(self.task, self.object_state("obj0"), target)
 
+    def pixel_of(self, points) -> np.ndarray:
+        """Where world points (N, 3), in metres, land in the scene camera's image: float64 (N, 2), (column, row).
+
+        Introduced in lesson 06 (how much table one pixel covers, so what a shifted image hides).
+        The pinhole model of MuJoCo's camera at the current state, for the config's image size;
+        pixel (0, 0) is the top-left corner of the top-left pixel. Points behind the camera raise.
+        """
+        if self.model is None:
+            raise ValueError("pixel_of needs a reset TabletopEnv (call reset(seed=...) first)")
+        points = np.asarray(points, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 3 or not np.isfinite(points).all():
+            raise ValueError(f"points must be finite (N, 3) world positions in metres, got shape {points.shape}")
+        cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERAS["image"])
+        local = (points - self.data.cam_xpos[cam]) @ self.data.cam_xmat[cam].reshape(3, 3)  # camera axes x, y, z
+        depth = -local[:, 2]  # a MuJoCo camera looks along its -z
+        if (depth <= 0).any():
+            raise ValueError("a point lies behind the scene camera")
+        size = self.config.image_size
+        focal = size / 2 / np.tan(np.radians(self.model.cam_fovy[cam]) / 2)
+        return np.stack([size / 2 + focal * local[:, 0] / depth, size / 2 - focal * local[:, 1] / depth], axis=1)
+
     def scene_objects(self) -> list:
         """Every object and receptacle on the table as `SceneObject` records (ground truth).
 
