@@ -106,3 +106,28 @@ def test_privileged_ceiling_is_the_full_run_with_each_head():
         assert [cl[f]["episodes"] for f in ("pick", "place", "push")] == [data["episodes_per_family"]] * 3
         assert cl["all"]["success"] == sum(cl[f]["success"] for f in ("pick", "place", "push"))
         assert np.isfinite(r["final_loss"])
+
+
+def test_the_course_vla_grounds_better_than_guessing_and_was_rolled_out_both_ways():
+    from vla_lessons.data.recipes import course_dataset_path
+    from vla_lessons.model.grounding import GROUNDING_DIM, episode_grounding
+    from vla_lessons.train.build_vla import UNNORM_KEY, load_course_vla
+    from vla_lessons.train.finetune import load_action_frames, step_in_episode
+
+    metrics = json.loads((MODELS / "vla" / "metrics.json").read_text())
+    if metrics.get("ground_from_stage") is None:
+        pytest.skip("the committed VLA does not ground")
+    vla = load_course_vla()
+    assert vla.config.grounding_dim == GROUNDING_DIM and vla.config.action_head == "l1"
+    closed = metrics["closed_loop"]
+    assert {f: v["episodes"] for f, v in closed["vla_true_grounding"].items()} == \
+        {f: v["episodes"] for f, v in closed["vla"].items()}
+    root = course_dataset_path("tabletop_lessons")  # never seen by the built VLA
+    frames = load_action_frames(root, wrist=False)
+    first = frames.subset(step_in_episode(frames.episodes) == 0)
+    truth = episode_grounding(root)
+    said = vla.predict_grounding(first.images, first.instructions, UNNORM_KEY, proprio=first.states)
+    average = np.array(vla.config.norm_stats[UNNORM_KEY]["grounding"]["mean"])
+    miss = np.median(np.linalg.norm(said[:, :2] - truth[:, :2], axis=1))
+    guess = np.median(np.linalg.norm(average[:2] - truth[:, :2], axis=1))
+    assert miss < 0.8 * guess, f"the grounding misses the named object by {miss * 100:.1f} cm, guessing by {guess * 100:.1f}"

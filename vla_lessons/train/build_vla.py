@@ -11,9 +11,13 @@ Steps, every one seeded:
 3. fine-tune every parameter (OpenVLA's recipe) with :func:`~vla_lessons.train.finetune.finetune_vla`,
    in the stages of :data:`COURSE_FINETUNE`; from stage :data:`PROPRIO_FROM_STAGE` on, the VLA
    also reads the robot state (one proprioception token, as OpenVLA-OFT), and from stage
-   :data:`WRIST_FROM_STAGE` on the wrist camera (OpenVLA-OFT's second image);
+   :data:`WRIST_FROM_STAGE` on the wrist camera (OpenVLA-OFT's second image); from stage
+   :data:`ACTION_CHUNK` on it answers chunks of actions with OpenVLA-OFT's continuous head
+   (:data:`ACTION_HEAD`), and from stage :data:`GROUND_FROM` on it says where the task's object and
+   receptacle are before it acts (:mod:`~vla_lessons.model.grounding`);
 4. roll it out in closed loop, ``eval_episodes`` seeded episodes per task family, next to the
-   scripted expert on the same seeds;
+   scripted expert on the same seeds (a grounding VLA twice: on its own grounding, and handed the
+   simulator's, :func:`~vla_lessons.train.finetune.true_grounding_policy`);
 5. save the VLA (float16 weights, statistics, tokenizer) and ``metrics.json`` to ``data/models/vla``.
 """
 
@@ -30,7 +34,8 @@ import torch
 
 from vla_lessons import env
 
-from .finetune import FinetuneConfig, evaluate_actions, finetune_vla, load_action_frames, vla_policy
+from .finetune import (FinetuneConfig, evaluate_actions, finetune_vla, load_action_frames, true_grounding_policy,
+                       vla_policy)
 
 #: Where the built VLA goes (committed).
 VLA_DIR = env.DATA_DIR / "models" / "vla"
@@ -42,10 +47,10 @@ UNNORM_KEY = "tabletop"
 #: image* after about 1,500 steps (before that, its loss is the same with shuffled images: it
 #: predicts from the instruction alone), so the first cosine decays just as it gets going.
 COURSE_FINETUNE = {
-    "fast": (FinetuneConfig(steps=300, batch_size=32, lr=3e-4, shift=4, log_every=10),),
+    "fast": (FinetuneConfig(steps=300, batch_size=32, lr=3e-4, shift=4, log_every=10, ground_batch=8),),
     "full": (FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=0),
              FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=1),
-             FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=2)),
+             FinetuneConfig(steps=3000, batch_size=32, lr=3e-4, shift=4, log_every=25, seed=2, ground_batch=8)),
 }
 #: The stage from which the VLA also reads the robot state (OpenVLA-OFT's proprioception token,
 #: :func:`~vla_lessons.model.vla.add_proprio`). In the full recipe it joins at the third stage, on
@@ -61,13 +66,13 @@ WRIST_FROM_STAGE = {"fast": None, "full": None}
 #: ``(stage, K)``: from that stage on the VLA answers with the next K actions, 7 K tokens
 #: (action chunking, :func:`~vla_lessons.model.vla.set_action_chunk`), and the rollout executes
 #: each chunk before it asks again; None: one action per answer, as OpenVLA.
-ACTION_CHUNK = {"fast": None, "full": None}
+ACTION_CHUNK = {"fast": (0, 4), "full": (2, 4)}
 #: How the VLA answers from the chunk stage on: ``"tokens"`` (OpenVLA's action ids, 7 K of them)
 #: or ``"l1"`` (OpenVLA-OFT's continuous head, :func:`~vla_lessons.model.vla.add_l1_head`).
-ACTION_HEAD = {"fast": "tokens", "full": "tokens"}
+ACTION_HEAD = {"fast": "l1", "full": "l1"}
 #: The stage from which the VLA says where the task's object and receptacle are before it acts
 #: (:mod:`~vla_lessons.model.grounding`; needs the ``"l1"`` head from that stage on); None: never.
-GROUND_FROM = {"fast": None, "full": None}
+GROUND_FROM = {"fast": 0, "full": 2}
 HELDOUT_FRACTION = 0.05
 
 
@@ -289,6 +294,9 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
 
     model = load_vla(out_dir)  # evaluate what was saved (float16 weights back in float32)
     results = evaluate_policy(vla_policy(model, UNNORM_KEY), episodes=eval_episodes, progress=progress)
+    truth = None  # a grounding VLA once more, with the simulator's grounding: how well it acts, given where
+    if model.config.grounding_dim:
+        truth = success_table(evaluate_policy(true_grounding_policy(model, UNNORM_KEY), episodes=eval_episodes))
     expert = evaluate_expert(episodes=eval_episodes)
     t_eval = time.perf_counter() - t_eval
     summary = {
@@ -308,6 +316,7 @@ def build_course_vla(out_dir=None, *, full: bool | None = None, stages=None,
         "history": history,
         "heldout_teacher_forced": heldout_metrics,
         "closed_loop": {"episodes_per_family": eval_episodes, "vla": success_table(results),
+                        **({"vla_true_grounding": truth} if truth is not None else {}),
                         "expert": success_table(expert),
                         "episodes": [{"family": r.family, "seed": r.seed, "success": r.success, "steps": r.steps}
                                      for r in results]},

@@ -617,3 +617,25 @@ def vla_policy(model, unnorm_key: str | None = None):
     policy.needs_wrist = needs_wrist
     policy.chunk_size = chunk
     return policy
+
+
+def true_grounding_policy(model, unnorm_key: str | None = None):
+    """:func:`vla_policy` for a grounding VLA, handed the simulator's grounding at reset instead of its own.
+
+    Introduced in lesson 06. It separates the two halves of a grounding VLA: with the truth in its
+    where token, what is left is how well it acts. The rollout passes
+    :func:`~vla_lessons.train.privileged.privileged_features` (``needs_privileged``), whose first
+    :data:`~vla_lessons.model.grounding.GROUNDING_DIM` numbers are the truth.
+    """
+    from vla_lessons.model.grounding import GROUNDING_DIM
+
+    if not getattr(model.config, "grounding_dim", 0):
+        raise ValueError("true_grounding_policy needs a grounding VLA (add_grounding)")
+    inner = vla_policy(model, unnorm_key)
+
+    def policy(images, instructions, states=None, *, privileged=None, wrist_images=None):
+        return inner(images, instructions, states, grounding=privileged[:, :GROUNDING_DIM], wrist_images=wrist_images)
+
+    policy.chunk_size, policy.needs_state, policy.needs_wrist = inner.chunk_size, inner.needs_state, inner.needs_wrist
+    policy.needs_privileged = True
+    return policy
