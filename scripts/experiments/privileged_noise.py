@@ -10,6 +10,7 @@ every time the policy is asked in closed loop). Also 1,000 steps, for the budget
     VLA_FULL=1 python scripts/experiments/privileged_noise.py
 """
 
+import argparse
 import time
 
 import numpy as np
@@ -35,6 +36,9 @@ def spoil(features, rng, noise: float, drop_yaw: bool) -> np.ndarray:
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("episodes", nargs="?", type=int, default=50, help="closed-loop episodes per family")
+    args = parser.parse_args()
     recipe = course_recipes(True)["tabletop_train"]
     frames, _ = split_episodes(load_action_frames(recipe.root, wrist=False))
     features = episode_features(recipe.root)
@@ -51,7 +55,7 @@ def main():
             return inner(images, instructions, states, privileged=spoil(privileged, rng, noise, drop_yaw))
 
         policy.chunk_size, policy.needs_state, policy.needs_privileged = model.chunk_size, True, True
-        table = success_table(evaluate_policy(policy, episodes=50))
+        table = success_table(evaluate_policy(policy, episodes=args.episodes))
         print(f"{name:<28} final L1 {history[-1]['loss']:.4f}  "
               + "  ".join(f"{f} {v['success']}" for f, v in table.items())
               + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
