@@ -1,6 +1,6 @@
 """Grounding: the VLA says *where* the task's object and receptacle are before it acts.
 
-Introduced in lesson 06 (what closed the gap to the privileged ceiling; see the README).
+Introduced in lesson 06 (the built VLA's third stage; the README measures what it does).
 
 The privileged ceiling of lesson 06 solves the course's tasks from the robot state, the
 instruction's words and four numbers: where the named object stands and where the named
