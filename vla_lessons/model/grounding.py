@@ -57,8 +57,16 @@ def task_grounding(sim) -> np.ndarray:
 def episode_grounding(root) -> np.ndarray:
     """:func:`task_grounding` at the start of every episode of the dataset at ``root``: float32 (E, 4).
 
-    Introduced in lesson 06. Each episode is re-created from its recorded seed and family, so row
-    ``e`` belongs to ``ActionFrames.episodes == e``.
+    Introduced in lesson 06. Row ``e`` belongs to ``ActionFrames.episodes == e``.
+    """
+    return at_episode_starts(root, task_grounding)
+
+
+def at_episode_starts(root, read) -> np.ndarray:
+    """``read(sim)`` at the start of every episode of the dataset at ``root``, stacked: (E, ...).
+
+    Introduced in lesson 06. Each episode is re-created from its recorded seed and family
+    (``meta/episodes.jsonl``) in a simulator that renders nothing.
     """
     from vla_lessons import env
     from vla_lessons.data.reader import load_meta
@@ -70,7 +78,7 @@ def episode_grounding(root) -> np.ndarray:
         rows = []
         for ep in load_meta(root).episodes:
             sim.reset(seed=int(ep["seed"]), options={"task": ep["family"]})
-            rows.append(task_grounding(sim))
+            rows.append(read(sim))
     finally:
         sim.close()
     return np.stack(rows)

@@ -192,17 +192,17 @@ class PrismaticVLA(PrismaticVLM):
         p = self.config.proprio_dim
         if not p:
             raise ValueError("this VLA reads no robot state (config.proprio_dim == 0)")
-        states = np.asarray(states, dtype=np.float64)
-        if states.ndim != 2 or states.shape[1] != p:
-            raise ValueError(f"robot states must be (B, {p}), got shape {states.shape}")
-        if not np.isfinite(states).all():
-            raise ValueError("robot states contain NaN or inf")
+        states = _checked_rows(states, p, "robot states")
         return torch.as_tensor(self._to_unit(states, "proprio", unnorm_key), dtype=torch.float32)
+
+    def _bounds(self, part: str, unnorm_key: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The q01 and q99 of ``norm_stats[key][part]``, float64."""
+        stats = self.config.norm_stats[self.action_tokenizer.resolve_unnorm_key(unnorm_key)][part]
+        return np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
 
     def _to_unit(self, values: np.ndarray, part: str, unnorm_key: str | None) -> np.ndarray:
         """Raw values (B, P) -> [-1, 1] with the q01/q99 of ``norm_stats[key][part]`` (constant dims -> 0)."""
-        stats = self.config.norm_stats[self.action_tokenizer.resolve_unnorm_key(unnorm_key)][part]
-        low, high = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
+        low, high = self._bounds(part, unnorm_key)
         span = np.where(high > low, high - low, 1.0)
         return np.where(high > low, np.clip(2 * (values - low) / span - 1, -1, 1), 0.0)
 
@@ -216,19 +216,14 @@ class PrismaticVLA(PrismaticVLM):
         g = self.config.grounding_dim
         if not g:
             raise ValueError("this VLA does not ground (config.grounding_dim == 0)")
-        grounding = np.asarray(grounding, dtype=np.float64)
-        if grounding.ndim != 2 or grounding.shape[1] != g:
-            raise ValueError(f"groundings must be (B, {g}) in metres, got shape {grounding.shape}")
-        if not np.isfinite(grounding).all():
-            raise ValueError("groundings contain NaN or inf")
+        grounding = _checked_rows(grounding, g, "groundings", " in metres")
         return torch.as_tensor(self._to_unit(grounding, "grounding", unnorm_key), dtype=torch.float32)
 
     def unnormalize_grounding(self, values, unnorm_key: str | None = None) -> np.ndarray:
         """Normalised groundings (B, G) -> metres float64 (B, G), clipped to [-1, 1] first."""
         if not self.config.grounding_dim:
             raise ValueError("this VLA does not ground (config.grounding_dim == 0)")
-        stats = self.config.norm_stats[self.action_tokenizer.resolve_unnorm_key(unnorm_key)]["grounding"]
-        low, high = np.asarray(stats["q01"], np.float64), np.asarray(stats["q99"], np.float64)
+        low, high = self._bounds("grounding", unnorm_key)
         values = np.clip(np.asarray(values, np.float64), -1.0, 1.0)
         return np.where(high > low, (values + 1) / 2 * (high - low) + low, low)
 
@@ -584,6 +579,16 @@ class PrismaticVLA(PrismaticVLM):
                                  f"got {wrist_images.dtype} {wrist_images.shape}")
             wrist = self.preprocess(wrist_images)
         return {"images": images, "key": key, "enc": enc, "states": states, "wrist": wrist}
+
+
+def _checked_rows(values, dim: int, name: str, unit: str = "") -> np.ndarray:
+    """``values`` as float64 (B, dim), or a ValueError naming ``name`` on a wrong shape or NaN/inf."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != dim:
+        raise ValueError(f"{name} must be (B, {dim}){unit}, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} contain NaN or inf")
+    return values
 
 
 # ----------------------------------------------------------------------------- prompts and labels

@@ -81,20 +81,9 @@ def episode_features(root) -> np.ndarray:
     Introduced in lesson 06. Each episode is re-created from its recorded seed and family
     (``meta/episodes.jsonl``), so row ``e`` belongs to ``ActionFrames.episodes == e``.
     """
-    from vla_lessons.data.reader import load_meta
-    from vla_lessons.sim import TabletopEnv
+    from vla_lessons.model.grounding import at_episode_starts
 
-    env.setup_headless_gl()
-    episodes = load_meta(root).episodes
-    sim = TabletopEnv(render_images=False)
-    try:
-        rows = []
-        for ep in episodes:
-            sim.reset(seed=int(ep["seed"]), options={"task": ep["family"]})
-            rows.append(privileged_features(sim))
-    finally:
-        sim.close()
-    return np.stack(rows)
+    return at_episode_starts(root, privileged_features)
 
 
 class PrivilegedPolicy(torch.nn.Module):
